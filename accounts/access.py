@@ -1,0 +1,27 @@
+"""Access control in one place: every view and API endpoint looks projects up here."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from accounts.models import ROLE_RANK, Project, Role, User
+
+
+def project_for_user(user: User, slug: str, role: str = Role.VIEWER) -> tuple[Project, str]:
+    """The project and the user's role in it.
+
+    Raises Http404 when the user cannot see the project (so its existence does not
+    leak) and PermissionDenied when they can see it but their role is below `role`.
+    """
+    project = Project.objects.filter(slug=slug).first()
+    user_role = project.role_of(user) if project else None
+    if project is None or user_role is None:
+        raise Http404("No such project")
+    if ROLE_RANK[Role(user_role)] < ROLE_RANK[Role(role)]:
+        raise PermissionDenied(f"This needs the {Role(role).label.lower()} role in {project.name}.")
+    return project, user_role
+
+
+def can(user_role: str | None, role: str) -> bool:
+    return user_role is not None and ROLE_RANK[Role(user_role)] >= ROLE_RANK[Role(role)]

@@ -1,0 +1,65 @@
+"""The JSON API under /api/v1/: one NinjaAPI, a router per app, kmu_ bearer auth."""
+
+from __future__ import annotations
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError
+from ninja.security import HttpBearer
+
+from accounts import tokens
+
+
+class ApiTokenAuth(HttpBearer):
+    """Authorization: Bearer kmu_… → request.auth is the token's user."""
+
+    def authenticate(self, request: HttpRequest, token: str):
+        user = tokens.user_for_api_token(token)
+        if user is not None:
+            request.user = user
+        return user
+
+
+api = NinjaAPI(
+    title="keymeter API",
+    version="1",
+    urls_namespace="api",
+    auth=ApiTokenAuth(),
+    docs_url="/docs",
+    openapi_url="/openapi.json",
+)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return " ".join(exc.messages)
+
+
+@api.exception_handler(ValidationError)
+def on_validation_error(request, exc: ValidationError):
+    return api.create_response(request, {"detail": _validation_message(exc)}, status=400)
+
+
+@api.exception_handler(PermissionDenied)
+def on_permission_denied(request, exc: PermissionDenied):
+    message = str(exc) or "You do not have permission to do this."
+    return api.create_response(request, {"detail": message}, status=403)
+
+
+@api.exception_handler(Http404)
+def on_not_found(request, exc: Http404):
+    return api.create_response(request, {"detail": str(exc) or "Not found."}, status=404)
+
+
+@api.exception_handler(AuthenticationError)
+def on_unauthenticated(request, exc):
+    return api.create_response(
+        request,
+        {"detail": "Send a personal API token: Authorization: Bearer kmu_…"},
+        status=401,
+    )
+
+
+from accounts.api import router as accounts_router  # noqa: E402
+
+api.add_router("/", accounts_router)
