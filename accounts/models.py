@@ -66,6 +66,12 @@ class Project(models.Model):
     rotation_days = models.PositiveIntegerField(
         _("rotate keys every (days)"), default=settings.ROTATION_DAYS_DEFAULT
     )
+    provider_project_id = models.CharField(
+        _("provider project id"),
+        max_length=100,
+        blank=True,
+        help_text=_("the provider's project id (proj_…), to match imported usage"),
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
