@@ -222,6 +222,17 @@ LOGIN_THROTTLE_WINDOW = env.int("LOGIN_THROTTLE_WINDOW", default=300)
 DEFAULT_PROVIDER_BASE_URL = "https://api.openai.com/v1"
 ROTATION_DAYS_DEFAULT = 90
 
+# The gateway (usage/gateway.py). Timeouts in seconds; a long completion may stream
+# for minutes, so only the gap between two reads is bounded.
+GATEWAY_CONNECT_TIMEOUT = env.float("GATEWAY_CONNECT_TIMEOUT", default=10.0)
+GATEWAY_READ_TIMEOUT = env.float("GATEWAY_READ_TIMEOUT", default=600.0)
+GATEWAY_MAX_CONNECTIONS = env.int("GATEWAY_MAX_CONNECTIONS", default=1000)
+GATEWAY_MAX_RETRIES = env.int("GATEWAY_MAX_RETRIES", default=2)
+GATEWAY_RETRY_BASE = env.float("GATEWAY_RETRY_BASE", default=0.5)
+GATEWAY_RETRY_MAX_WAIT = env.float("GATEWAY_RETRY_MAX_WAIT", default=8.0)
+GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+GATEWAY_AUTH_CACHE_SECONDS = env.float("GATEWAY_AUTH_CACHE_SECONDS", default=5.0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
