@@ -20,6 +20,16 @@ def _clean_redis():
     get_redis().flushdb()
 
 
+@pytest.fixture(autouse=True)
+def _static_without_manifest(settings):
+    # With DEBUG off (DATABASE_URL set) settings pick the manifest storage, which needs
+    # `collectstatic`; tests render {% static %} from the source tree instead.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
 def make_user(email: str, **extra) -> User:
     return User.objects.create_user(email, PASSWORD, **extra)
 
