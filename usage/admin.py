@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.audit import client_ip
 from usage.models import ModelPrice
-from usage.pricing import PRICE_FIELDS, clean_pattern, set_price
+from usage.pricing import PRICE_FIELDS, clean_pattern, clean_price, set_price
 
 
 class ModelPriceForm(forms.ModelForm):
@@ -26,6 +26,11 @@ class ModelPriceForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        for field in PRICE_FIELDS:
+            try:
+                clean_price(field, cleaned.get(field))  # the same rules as set_price
+            except ValidationError as exc:
+                self.add_error(None, exc)
         if all(cleaned.get(f) is None for f in PRICE_FIELDS):
             raise ValidationError("Give at least one price.")
         return cleaned

@@ -85,6 +85,11 @@ class PriceBook:
         i = bisect_right(self._starts[family], at)
         return self._rows[family][i - 1] if i else None
 
+    def exact_price(self, model: str, at: datetime) -> ModelPrice | None:
+        """The row in force for exactly this name (no snapshot or prefix matching)."""
+        family = normalize_model(model)
+        return self._in_force(family, as_aware(at)) if family in self._rows else None
+
     def _pattern(self, family: str, row: ModelPrice) -> re.Pattern[str] | None:
         key = id(row)
         if key not in self._patterns:
@@ -391,8 +396,7 @@ def import_litellm_prices(
         if model == "sample_spec" or not model or len(model) > 100 or prices is None:
             counts["skipped"] += 1
             continue
-        family = normalize_model(model)
-        current = book._in_force(family, start) if family in book._rows else None
+        current = book.exact_price(model, start)
         wanted = {f: prices.get(f) for f in PRICE_FIELDS}
         if current is not None and all(getattr(current, f) == v for f, v in wanted.items()):
             counts["unchanged"] += 1

@@ -7,10 +7,11 @@ from decimal import Decimal
 import pytest
 from django.apps import apps
 from django.core.exceptions import ValidationError
+from django.test import Client
 
 from accounts.models import AuditEvent
 from usage.models import ModelPrice
-from usage.pricing import PriceBook, cost_for, set_price
+from usage.pricing import PRICE_FIELDS, PriceBook, cost_for, set_price, unpriced_models
 
 JUNE = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 ONE_M = 1_000_000
@@ -227,3 +228,78 @@ def test_the_default_price_migration_loads_list_prices_and_reverses(db):
     assert not ModelPrice.objects.filter(source="openai-list-2025").exists()
     migration.add_prices(apps, None)
     assert rows.count() == 15
+
+
+def test_unpriced_models_lists_models_logged_without_a_price(alpha):
+    from usage.models import ApiCall
+
+    environment = alpha.environments.get(name="production")
+    common = {"project": alpha, "environment": environment, "endpoint": "/v1/chat/completions"}
+    ApiCall.objects.create(request_id="a", created_at=JUNE, model="mystery", **common)
+    ApiCall.objects.create(
+        request_id="b", created_at=JUNE, model="gpt-4o", cost_usd=Decimal("0.01"), **common
+    )
+    ApiCall.objects.create(request_id="c", created_at=at(2025, 5, 1), model="older", **common)
+    assert unpriced_models(at(2025, 6, 1)) == ["mystery"]
+
+
+@pytest.fixture
+def admin_client_of(alice, settings):
+    # Without DEBUG the manifest storage wants `collectstatic`; the admin pages need none.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    alice.is_staff = alice.is_superuser = True
+    alice.save()
+    client = Client()
+    client.force_login(alice)
+    return client
+
+
+def admin_form(**values: str) -> dict[str, str]:
+    form = {
+        "model": "acme-chat",
+        "match_pattern": "",
+        "effective_from_0": "2025-08-01",
+        "effective_from_1": "00:00:00",
+    }
+    form.update({field: "" for field in PRICE_FIELDS})
+    form.update(values)
+    return form
+
+
+def test_the_admin_adds_a_price_through_set_price(admin_client_of, alice):
+    url = "/admin/usage/modelprice/add/"
+    response = admin_client_of.post(url, admin_form(input_per_1m="3", output_per_1m="9"))
+    assert response.status_code == 302
+    row = ModelPrice.objects.get(model="acme-chat")
+    assert (row.input_per_1m, row.created_by) == (Decimal("3"), alice)
+    assert AuditEvent.objects.get(action="price.set").actor == alice
+    # Existing rows are view-only: the change form does not save.
+    old = ModelPrice.objects.get(model="gpt-4o")
+    change = f"/admin/usage/modelprice/{old.pk}/change/"
+    admin_client_of.post(change, admin_form(model="gpt-4o", input_per_1m="99"))
+    old.refresh_from_db()
+    assert old.input_per_1m == Decimal("2.5")
+
+
+def test_the_admin_shows_field_errors_instead_of_failing(admin_client_of):
+    url = "/admin/usage/modelprice/add/"
+    response = admin_client_of.post(url, admin_form(match_pattern="gpt-(", input_per_1m="-1"))
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "regular expression" in str(errors["match_pattern"])
+    assert "≥ 0" in str(errors["input_per_1m"])
+    response = admin_client_of.post(url, admin_form())
+    assert "at least one price" in response.content.decode()
+    assert not ModelPrice.objects.filter(model="acme-chat").exists()
+
+
+def test_the_longest_matching_family_wins(db):
+    # A broad pattern on gpt-4o must not swallow gpt-4o-mini's snapshots.
+    set_price("gpt-4o", at(2025, 2, 1), by=None, match_pattern=r"gpt-4o(-.+)?", input_per_1m="3")
+    book = PriceBook.load()
+    assert book.price_for("gpt-4o-mini-2024-07-18", JUNE).model == "gpt-4o-mini"
+    assert book.price_for("gpt-4o-search-preview", JUNE).model == "gpt-4o"
+    assert book.price_for("gpt-4o-search-preview", at(2025, 1, 15)) is None
