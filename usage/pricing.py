@@ -13,10 +13,10 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation, localcontext
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 from accounts import audit
@@ -179,7 +179,7 @@ def _rates(row: ModelPrice, batch: bool) -> tuple[Decimal | None, Decimal | None
     if batch_output is None:
         batch_output = half(row.output_per_1m)
     # There is no batch cached column: batch discounts the cached price by half too.
-    batch_cached = batch_input
+    batch_cached: Decimal | None = batch_input
     if row.cached_input_per_1m is not None:
         batch_cached = half(row.cached_input_per_1m)
     return batch_input, batch_cached, batch_output
@@ -253,7 +253,8 @@ def clean_price(field: str, value: Any) -> Decimal | None:
         raise ValidationError({field: f"{value!r} is not a number."}) from None
     if not number.is_finite() or number < 0:
         raise ValidationError({field: "A price must be a finite number ≥ 0."})
-    ModelPrice._meta.get_field(field).run_validators(number)  # digits and decimal places
+    column = cast(models.DecimalField, ModelPrice._meta.get_field(field))
+    column.run_validators(number)  # digits and decimal places
     return number
 
 
@@ -323,7 +324,7 @@ def set_price(
         model=model,
         effective_from=start.isoformat(),
         match_pattern=row.match_pattern,
-        **{f: str(v) for f, v in values.items() if v is not None},
+        **{f: str(v) for f, v in values.items() if v is not None},  # type: ignore[arg-type]
     )
     return row
 
@@ -417,5 +418,6 @@ def import_litellm_prices(
         ModelPrice.objects.bulk_create(new_rows, batch_size=500)
         counts["created"] = len(new_rows)
         if new_rows:
-            audit.record("price.import", actor=by, effective_from=start.isoformat(), **counts)
+            detail: dict[str, Any] = {"effective_from": start.isoformat(), **counts}
+            audit.record("price.import", actor=by, **detail)
     return counts
