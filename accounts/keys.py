@@ -98,6 +98,13 @@ def rotate_key(
     now = timezone.now()
     with transaction.atomic():
         old = ProviderKey.objects.select_for_update().get(pk=key.pk)
+        # A retiring key already has a successor; a second one would break the
+        # one-active-key-per-environment constraint.
+        if old.status != ProviderKey.Status.ACTIVE:
+            raise ValidationError(
+                "Only the active key can be rotated; this one is already being replaced.",
+                code="not_active",
+            )
         old.status = ProviderKey.Status.RETIRING
         old.retiring_until = now + grace
         old.save(update_fields=["status", "retiring_until"])

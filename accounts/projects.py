@@ -48,6 +48,8 @@ def add_environment(project: Project, name: str, *, by: User | None = None,
     if not slug:
         raise ValidationError("An environment needs a name of letters, digits or dashes.",
                               code="name")
+    if len(slug) > Environment._meta.get_field("name").max_length:
+        raise ValidationError("An environment name can have at most 40 characters.", code="name")
     try:
         with transaction.atomic():
             environment = Environment.objects.create(project=project, name=slug)

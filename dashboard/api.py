@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
+from ninja.errors import ValidationError as SchemaValidationError
 from ninja.security import HttpBearer
 
 from accounts import tokens
@@ -60,6 +61,25 @@ def on_unauthenticated(request, exc):
     )
 
 
+@api.exception_handler(SchemaValidationError)
+def on_schema_error(request, exc: SchemaValidationError):
+    # Only where and what: pydantic's "input" and "ctx" can repeat the submitted
+    # value, which may be a provider key.
+    errors = [
+        {
+            "loc": list(e.get("loc", ())),
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in exc.errors
+    ]
+    return api.create_response(request, {"detail": errors}, status=422)
+
+
 from accounts.api import router as accounts_router  # noqa: E402
 
 api.add_router("/", accounts_router)
+
+from usage.api import router as usage_router  # noqa: E402
+
+api.add_router("/", usage_router)
