@@ -212,6 +212,11 @@ class GatewayToken(models.Model):
     created_by = models.ForeignKey(User, models.SET_NULL, null=True, blank=True, related_name="+")
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # Optional per-token limits, enforced by the gateway in Redis (blank = no limit).
+    requests_per_minute = models.PositiveIntegerField(_("requests per minute"), null=True,
+                                                      blank=True)
+    tokens_per_minute = models.PositiveIntegerField(_("tokens per minute"), null=True,
+                                                    blank=True)
 
     class Meta:
         ordering = ["project", "environment", "-created_at"]

@@ -16,3 +16,21 @@ def _client(url: str) -> redis.Redis:
 
 def get_redis() -> redis.Redis:
     return _client(settings.REDIS_URL)
+
+
+_async_clients: dict[int, object] = {}
+
+
+def get_async_redis():
+    """A redis.asyncio client for the running event loop (clients can't cross loops)."""
+    import asyncio
+
+    import redis.asyncio as aioredis
+
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(id(loop))
+    if client is None:
+        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2,
+                                         socket_connect_timeout=1)
+        _async_clients[id(loop)] = client
+    return client

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from django.conf import settings
 
-from usage import pipeline
+from usage import pipeline, ratelimit
 from usage.gateway_auth import Route, RouteCache
 from usage.records import CallRecord
 from usage.sse import StreamUsage
@@ -107,7 +107,6 @@ class Gateway:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.close()
-                await pipeline.close_async()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -125,6 +124,7 @@ class Call:
         self.request_id = "kmg_" + uuid.uuid4().hex
         self.disconnected = False
         self.record: CallRecord | None = None
+        self.extra_headers: list[tuple[bytes, bytes]] = []
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.disconnected:
@@ -191,11 +191,37 @@ class Call:
             project_id=route.project_id, environment_id=route.environment_id,
             provider_key_id=route.key_id, gateway_token_id=route.token_id, endpoint=path,
         )
+        limited = route.requests_per_minute or route.tokens_per_minute
         try:
+            if limited and not await self.within_rate_limit(route):
+                return
             await self.proxy(route, path, body)
         finally:
             self.record.latency_ms = int((time.monotonic() - self.started) * 1000)
             await pipeline.enqueue_async(self.record)
+            if route.tokens_per_minute:
+                await _quietly(ratelimit.add_tokens(
+                    route.token_id, self.record.input_tokens + self.record.output_tokens))
+
+    async def within_rate_limit(self, route: Route) -> bool:
+        try:
+            verdict = await ratelimit.check(
+                route.token_id, route.requests_per_minute, route.tokens_per_minute)
+        except Exception as exc:  # Redis trouble must not take the gateway down
+            log.warning("rate limit check skipped: %s", type(exc).__name__)
+            return True
+        self.extra_headers = verdict.headers
+        if verdict.allowed:
+            return True
+        assert self.record is not None
+        self.record.status_code, self.record.error_type = 429, "rate_limit_exceeded"
+        limit = (route.requests_per_minute if verdict.reason == "requests"
+                 else route.tokens_per_minute)
+        await self.reply_error(
+            429, f"Rate limit reached for this keymeter token on {verdict.reason} per minute: "
+            f"limit {limit}. Please try again in a moment.", verdict.reason,
+            "rate_limit_exceeded", headers=verdict.headers)
+        return False
 
     async def proxy(self, route: Route, path: str, body: bytes) -> None:
         record = self.record
@@ -281,12 +307,15 @@ class Call:
         assert record is not None
         record.status_code = response.status
         record.ttfb_ms = int((time.monotonic() - self.started) * 1000)
+        # keymeter's own rate-limit headers replace the provider's, never duplicate them.
+        drop = DROP_RESPONSE_HEADERS | {name.decode() for name, _ in self.extra_headers}
         headers = [
             (name.lower().encode("latin-1"), value.encode("latin-1"))
             for name, value in response.headers.items()
-            if name.lower() not in DROP_RESPONSE_HEADERS
+            if name.lower() not in drop
         ]
         headers.append((b"x-keymeter-request-id", self.request_id.encode()))
+        headers.extend(self.extra_headers)
         content_type = response.headers.get("content-type", "")
         if content_type.startswith("text/event-stream"):
             return await self.relay_stream(response, headers, strip_usage)
@@ -333,6 +362,13 @@ class Call:
             if message["type"] == "http.disconnect":
                 self.disconnected = True
                 return
+
+
+async def _quietly(awaitable) -> None:
+    try:
+        await awaitable
+    except Exception as exc:
+        log.warning("rate limit bookkeeping skipped: %s", type(exc).__name__)
 
 
 def _is_json(headers) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from accounts.tokens import GATEWAY_PREFIX
 
@@ -29,6 +29,8 @@ class Route:
     key_id: int | None
     base_url: str | None
     secret: str | None = field(default=None, repr=False)
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
 
 
 def _load_route(digest: str) -> Route | None:
@@ -61,9 +63,12 @@ def _load_route(digest: str) -> Route | None:
             key_id=key.pk if key else None,
             base_url=key.base_url.rstrip("/") if key else None,
             secret=key.reveal_secret() if key else None,
+            requests_per_minute=token.requests_per_minute,
+            tokens_per_minute=token.tokens_per_minute,
         )
     finally:
-        close_old_connections()
+        # Misses are rare (one per token per TTL): don't hold a connection per thread.
+        connection.close()
 
 
 class RouteCache:

@@ -123,12 +123,42 @@ def test_the_sdk_sees_an_authentication_error(gateway_setup):
     assert info.value.code == "invalid_api_key"
 
 
+def test_a_token_limit_refuses_in_openai_shape_with_headers(gateway_setup):
+    token = gateway_setup["token_row"]
+    token.requests_per_minute = 2
+    token.save()
+    client = sdk(gateway_setup, max_retries=0)
+    first = client.chat.completions.with_raw_response.create(**CHAT)
+    assert first.headers["x-ratelimit-limit-requests"] == "2"
+    assert first.headers["x-ratelimit-remaining-requests"] == "1"
+    client.chat.completions.create(**CHAT)
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(**CHAT)
+    assert info.value.code == "rate_limit_exceeded"
+    assert info.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert len(gateway_setup["upstream"].received) == 2
+    assert [r.status_code for r in stream_records(3)] == [200, 200, 429]
+
+
+def test_a_tokens_per_minute_limit_stops_the_calls_after_the_budget(gateway_setup):
+    token = gateway_setup["token_row"]
+    token.tokens_per_minute = 500  # one call uses 400
+    token.save()
+    client = sdk(gateway_setup, max_retries=0)
+    client.chat.completions.create(**CHAT)
+    stream_records(1)
+    client.chat.completions.create(**CHAT)  # 400 < 500: still allowed
+    stream_records(2)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(**CHAT)
+
+
 def test_a_revoked_token_stops_working_within_seconds(gateway_setup):
     from usage.gateway import gateway
 
+    gateway.routes.ttl = 0.2
     client = sdk(gateway_setup, max_retries=0)
     client.models.list()
-    gateway.routes.ttl = 0.2
     revoke_gateway_token(gateway_setup["token_row"])
     time.sleep(0.3)
     with pytest.raises(openai.AuthenticationError):
