@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -170,6 +171,17 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = env.str("TIME_ZONE", default="UTC")
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
+# Call stream → call log and rollups (usage/pipeline.py). A run still queued when the
+# next is due is dropped (expires) instead of piling up behind a backlog.
+CELERY_BEAT_SCHEDULE["flush-calls"] = {
+    "task": "usage.tasks.flush_calls", "schedule": 2.0, "options": {"expires": 2.0},
+}
+# The provider's own daily usage and costs (usage/provider_import.py): yesterday and today.
+CELERY_BEAT_SCHEDULE["import-provider-usage"] = {
+    "task": "usage.tasks.import_provider_usage", "schedule": crontab(hour=1, minute=30),
+}
+# Call records wait here (append-only) while Redis is unreachable; replayed by the flush.
+SPOOL_DIR = Path(env.str("SPOOL_DIR", default=str(localmode.VAR_DIR / "spool")))
 
 # Email: EMAIL_URL like smtp://user:pass@host:587 or smtp+tls://…; console in local mode.
 if "EMAIL_URL" in env:

@@ -1,0 +1,178 @@
+"""JSON API of the usage app: the ingest endpoint (km_ token) and the spend report.
+
+Mounted at /api/v1/ by dashboard/api.py. The ingest endpoint has its own auth: the
+gateway token of the environment whose calls it reports, like the gateway itself.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+from ninja import Field, Router, Schema
+from ninja.errors import HttpError
+from ninja.security import HttpBearer
+
+from accounts import tokens
+from accounts.access import project_for_user
+from accounts.models import GatewayToken
+from usage import pipeline, rollups
+from usage.records import CallRecord
+
+router = Router(tags=["usage"])
+
+MAX_RANGE_DAYS = 400
+EARLIEST = datetime(2020, 1, 1, tzinfo=UTC)
+TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens",
+                "total_tokens")  # fmt: skip
+
+
+class GatewayTokenAuth(HttpBearer):
+    """Authorization: Bearer km_… → request.auth is the GatewayToken."""
+
+    def __call__(self, request: HttpRequest) -> GatewayToken:
+        token = super().__call__(request)
+        if token is None:
+            raise HttpError(401, "Send a gateway token: Authorization: Bearer km_…")
+        return token
+
+    def authenticate(self, request: HttpRequest, token: str) -> GatewayToken | None:
+        return tokens.gateway_token_for(token.strip())
+
+
+class UsageIn(Schema):
+    model: str = Field(min_length=1, max_length=100)
+    usage: dict[str, Any] = Field(description="the usage object exactly as the SDK returned it")
+    request_id: str | None = Field(default=None, min_length=1, max_length=80)
+    created: int | float | str | None = Field(
+        default=None, description="unix seconds or ISO 8601 (UTC when no offset); default now"
+    )
+
+
+class AcceptedOut(Schema):
+    request_id: str
+
+
+class ErrorOut(Schema):
+    detail: str
+
+
+def _created_at(value: int | float | str | None) -> float:
+    now = datetime.now(UTC)
+    if value is None:
+        return now.timestamp()
+    if isinstance(value, str) and value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        value = float(value)
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise HttpError(400, "created must be unix seconds or an ISO 8601 time.") from None
+        when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    else:
+        if not math.isfinite(value):
+            raise HttpError(400, "created must be unix seconds or an ISO 8601 time.")
+        try:
+            when = datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise HttpError(400, "created is out of range.") from None
+    if not EARLIEST <= when <= now + timedelta(days=1):
+        raise HttpError(400, "created must be between 2020-01-01 and now.")
+    return when.timestamp()
+
+
+def _check_usage(usage: dict[str, Any]) -> None:
+    if not any(name in usage for name in (*TOKEN_FIELDS, "seconds")):
+        raise HttpError(
+            400, "usage must be the usage object the SDK returned, with prompt_tokens/"
+            "completion_tokens or input_tokens/output_tokens."
+        )  # fmt: skip
+    for name in TOKEN_FIELDS:
+        value = usage.get(name)
+        if value is not None and (type(value) is not int or value < 0):
+            raise HttpError(400, f"usage.{name} must be a non-negative integer.")
+    seconds = usage.get("seconds")
+    if seconds is not None and (type(seconds) not in (int, float) or not 0 <= seconds < 10**11):
+        raise HttpError(400, "usage.seconds must be a non-negative number.")
+
+
+def _endpoint(usage: dict[str, Any]) -> str:
+    if "input_tokens" in usage or "output_tokens" in usage:
+        return "/v1/responses"
+    if "seconds" in usage:
+        return "/v1/audio/transcriptions"
+    if "completion_tokens" not in usage:
+        return "/v1/embeddings"
+    return "/v1/chat/completions"
+
+
+@router.post(
+    "/usage",
+    auth=GatewayTokenAuth(),
+    response={202: AcceptedOut, 400: ErrorOut, 401: ErrorOut},
+    summary="Report a call made directly with the SDK",
+)
+def ingest_usage(request: HttpRequest, payload: UsageIn):
+    """Counted once per request_id within the project; queued, so it shows up within seconds."""
+    token: GatewayToken = request.auth  # type: ignore[assignment]
+    if payload.request_id is not None and not payload.request_id.isprintable():
+        raise HttpError(400, "request_id must be printable text.")
+    _check_usage(payload.usage)
+    request_id = payload.request_id or f"ing_{uuid.uuid4().hex}"
+    record = CallRecord(
+        # Namespaced by project, so one project's ids can never shadow another's.
+        request_id=f"{token.project_id}:{request_id}",
+        created_at=_created_at(payload.created),
+        project_id=token.project_id,
+        environment_id=token.environment_id,
+        provider_key_id=None,
+        gateway_token_id=token.pk,
+        endpoint=_endpoint(payload.usage),
+        source="ingest",
+        model=payload.model.strip(),
+    )
+    record.add_usage(payload.usage)
+    pipeline.enqueue(record)
+    return 202, {"request_id": request_id}
+
+
+def _day(value: str | None, name: str, default: date) -> date:
+    if value is None or value == "":
+        return default
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValidationError(f"{name} must be a date like 2026-04-01.") from None
+
+
+@router.get(
+    "/projects/{slug}/spend",
+    response={200: dict[str, Any], 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    summary="Spend from the daily rollups",
+)
+def project_spend(
+    request: HttpRequest,
+    slug: str,
+    start: str | None = None,
+    end: str | None = None,
+    group_by: str = "day",
+):
+    """Rows per day, model, environment or key between start and end (inclusive, days in
+    the server's TIME_ZONE; default: this month to date). cost_usd is a decimal string."""
+    project, _ = project_for_user(request.auth, slug)
+    if group_by not in rollups.GROUPS:
+        raise ValidationError(f"group_by must be one of: {', '.join(rollups.GROUPS)}.")
+    today = datetime.now(ZoneInfo(settings.TIME_ZONE)).date()
+    end_day = _day(end, "end", today)
+    start_day = _day(start, "start", end_day.replace(day=1) if end else today.replace(day=1))
+    if start_day > end_day:
+        raise ValidationError("start must not be after end.")
+    if (end_day - start_day).days + 1 > MAX_RANGE_DAYS:
+        raise ValidationError(f"Ask for at most {MAX_RANGE_DAYS} days at a time.")
+    return rollups.spend_report(project, start_day, end_day, group_by)

@@ -1,0 +1,321 @@
+"""The database half of the flush: insert call rows, add only the new ones into the
+hourly and daily rollups, and keep the month-to-date spend counter in Redis.
+
+Raw SQL on purpose: one multi-row INSERT … ON CONFLICT (request_id) DO NOTHING
+RETURNING tells exactly which rows are new (Postgres, and SQLite ≥ 3.35), and one
+INSERT … ON CONFLICT … DO UPDATE per rollup table adds them, all inside the
+caller's transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import redis
+from django.conf import settings
+from django.db import connection
+from django.db.models import Sum
+
+from accounts.models import Environment, Project, ProviderKey
+from dashboard.redis_client import get_redis
+from usage.models import ApiCall, DailyUsage, HourlyUsage
+from usage.records import CallRecord
+
+log = logging.getLogger(__name__)
+
+TEN_PLACES = Decimal("1e-10")  # money is stored exact to 1e-10 USD
+MTD_KEY = "km:mtd:{project_id}:{month}"
+# The counter is a cache of DailyUsage: it expires so that an increment lost to a
+# worker killed between commit and INCRBY (or a rebuild racing a flush) heals by
+# itself within this many seconds.
+MTD_TTL_SECONDS = 300
+
+# INCRBY only when the key exists: a missing key is rebuilt from DailyUsage, which
+# already holds the committed rows, so creating it here would undercount.
+_INCR_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
+return nil
+"""
+
+CALL_COLUMNS = (
+    "request_id", "created_at", "project_id", "environment_id", "provider_key_id",
+    "gateway_token_id", "source", "endpoint", "model", "status_code", "stream", "batch",
+    "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens",
+    "audio_seconds", "cost_usd", "latency_ms", "ttfb_ms", "error_type",
+)  # fmt: skip
+SUM_COLUMNS = (
+    "calls", "errors", "input_tokens", "cached_input_tokens", "output_tokens",
+    "reasoning_tokens", "audio_seconds", "cost_usd", "unpriced_calls", "latency_ms_sum",
+)  # fmt: skip
+BUCKET_COLUMNS = ("project_id", "environment_id", "key_id", "token_id", "model")
+MAX_PARAMS = 30_000  # below SQLite's 32,766 and Postgres' 65,535 bind parameters
+
+
+@dataclass(slots=True)
+class PricedCall:
+    """A record ready for insertion: times resolved, cost computed (None = unpriced)."""
+
+    record: CallRecord
+    created_at: datetime  # aware, UTC
+    hour: datetime  # start of the hour in TIME_ZONE, aware
+    day: date  # calendar day in TIME_ZONE
+    cost: Decimal | None
+    audio: Decimal
+    provider_key_id: int | None  # None when the key row is gone
+    gateway_token_id: int | None
+
+
+def check_database() -> None:
+    if connection.vendor == "sqlite" and sqlite3.sqlite_version_info < (3, 35):
+        raise RuntimeError(
+            f"SQLite {sqlite3.sqlite_version} is too old for the usage flush "
+            "(INSERT … RETURNING needs 3.35 or later)."
+        )
+
+
+def local_buckets(created: datetime, tz: ZoneInfo) -> tuple[datetime, date]:
+    local = created.astimezone(tz)
+    return local.replace(minute=0, second=0, microsecond=0), local.date()
+
+
+def _chunks(rows: Sequence, width: int) -> Iterable[Sequence]:
+    size = max(1, MAX_PARAMS // width)
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+def insert_calls(calls: Sequence[PricedCall]) -> set[str]:
+    """Insert the calls, ignoring request ids already present; return the new ids."""
+    ops = connection.ops
+    qn = ops.quote_name
+    table = qn(ApiCall._meta.db_table)
+    columns = ", ".join(qn(c) for c in CALL_COLUMNS)
+    row_sql = "(" + ", ".join(["%s"] * len(CALL_COLUMNS)) + ")"
+    inserted: set[str] = set()
+    with connection.cursor() as cursor:
+        for chunk in _chunks(calls, len(CALL_COLUMNS)):
+            params: list = []
+            for c in chunk:
+                r = c.record
+                params += [
+                    r.request_id, ops.adapt_datetimefield_value(c.created_at), r.project_id,
+                    r.environment_id, c.provider_key_id, c.gateway_token_id, r.source,
+                    r.endpoint, r.model, r.status_code, r.stream, r.batch, r.input_tokens,
+                    r.cached_input_tokens, r.output_tokens, r.reasoning_tokens,
+                    ops.adapt_decimalfield_value(c.audio, 14, 3),
+                    ops.adapt_decimalfield_value(c.cost, 24, 10), r.latency_ms, r.ttfb_ms,
+                    r.error_type,
+                ]  # fmt: skip
+            sql = (
+                f"INSERT INTO {table} ({columns}) VALUES {', '.join([row_sql] * len(chunk))} "
+                f"ON CONFLICT ({qn('request_id')}) DO NOTHING RETURNING {qn('request_id')}"
+            )
+            cursor.execute(sql, params)
+            inserted.update(row[0] for row in cursor.fetchall())
+    return inserted
+
+
+def _aggregate(calls: Iterable[PricedCall], bucket: str) -> dict[tuple, list]:
+    sums: dict[tuple, list] = {}
+    for c in calls:
+        r = c.record
+        key = (
+            r.project_id, r.environment_id, r.provider_key_id or 0, r.gateway_token_id or 0,
+            r.model, c.hour if bucket == "hour" else c.day,
+        )  # fmt: skip
+        row = sums.get(key)
+        if row is None:
+            row = sums[key] = [0, 0, 0, 0, 0, 0, Decimal(0), Decimal(0), 0, 0, 0]
+        row[0] += 1
+        row[1] += r.status_code >= 400
+        row[2] += r.input_tokens
+        row[3] += r.cached_input_tokens
+        row[4] += r.output_tokens
+        row[5] += r.reasoning_tokens
+        row[6] += c.audio
+        if c.cost is None:
+            row[8] += 1
+        else:
+            row[7] += c.cost
+        row[9] += r.latency_ms
+        row[10] = max(row[10], r.latency_ms)
+    return sums
+
+
+def _upsert(model: type, bucket: str, sums: dict[tuple, list]) -> None:
+    ops = connection.ops
+    qn = ops.quote_name
+    table = qn(model._meta.db_table)
+    key_columns = (*BUCKET_COLUMNS, bucket)
+    all_columns = (*key_columns, *SUM_COLUMNS, "latency_ms_max")
+    greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
+    updates = [f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in SUM_COLUMNS]
+    updates.append(
+        f"{qn('latency_ms_max')} = {greatest}({table}.{qn('latency_ms_max')}, "
+        f"excluded.{qn('latency_ms_max')})"
+    )
+    row_sql = "(" + ", ".join(["%s"] * len(all_columns)) + ")"
+    # Sorted, so concurrent flushes lock bucket rows in the same order (no deadlock).
+    items = sorted(sums.items(), key=lambda kv: tuple(str(v) for v in kv[0]))
+    adapt_bucket = ops.adapt_datetimefield_value if bucket == "hour" else ops.adapt_datefield_value
+    with connection.cursor() as cursor:
+        for chunk in _chunks(items, len(all_columns)):
+            params: list = []
+            for key, s in chunk:
+                params += [*key[:5], adapt_bucket(key[5]), *s[:6]]
+                params += [ops.adapt_decimalfield_value(s[6], 18, 3)]
+                params += [ops.adapt_decimalfield_value(s[7], 24, 10), *s[8:]]
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(qn(c) for c in all_columns)}) "
+                f"VALUES {', '.join([row_sql] * len(chunk))} "
+                f"ON CONFLICT ({', '.join(qn(c) for c in key_columns)}) "
+                f"DO UPDATE SET {', '.join(updates)}",
+                params,
+            )
+
+
+def add_to_rollups(calls: Sequence[PricedCall]) -> None:
+    """Add these (newly inserted) calls into HourlyUsage and DailyUsage."""
+    if calls:
+        _upsert(HourlyUsage, "hour", _aggregate(calls, "hour"))
+        _upsert(DailyUsage, "day", _aggregate(calls, "day"))
+
+
+# Month-to-date spend, for the gateway's hard limit: integer units of 1e-10 USD.
+
+
+def to_units(amount: Decimal) -> int:
+    return int(amount.quantize(TEN_PLACES).scaleb(10))
+
+
+def from_units(units: int) -> Decimal:
+    return Decimal(units).scaleb(-10)
+
+
+def _month_bounds(day: date) -> tuple[date, date]:
+    first = day.replace(day=1)
+    return first, (first + timedelta(days=32)).replace(day=1)
+
+
+def mtd_key(project_id: int, day: date) -> str:
+    return MTD_KEY.format(project_id=project_id, month=f"{day:%Y-%m}")
+
+
+def spend_by_month(calls: Iterable[PricedCall]) -> dict[tuple[int, date], int]:
+    """(project, first day of month) → units of 1e-10 USD, for the priced calls."""
+    units: dict[tuple[int, date], int] = {}
+    for c in calls:
+        if c.cost:
+            key = (c.record.project_id, c.day.replace(day=1))
+            units[key] = units.get(key, 0) + to_units(c.cost)
+    return units
+
+
+def add_month_to_date(units: dict[tuple[int, date], int]) -> None:
+    """After commit: add the new spend to the counters that exist (best effort)."""
+    if not units:
+        return
+    try:
+        r = get_redis()
+        incr = r.register_script(_INCR_IF_EXISTS)
+        with r.pipeline(transaction=False) as pipe:
+            for (project_id, month), amount in units.items():
+                incr(keys=[mtd_key(project_id, month)], args=[amount], client=pipe)
+            pipe.execute()
+    except redis.RedisError:
+        # The rows are committed; the counter heals when it expires and is rebuilt.
+        log.warning("could not update month-to-date counters", exc_info=True)
+
+
+def month_to_date_spend(project_id: int, now: datetime | None = None) -> Decimal:
+    """This month's spend (TIME_ZONE months) from Redis, rebuilt from DailyUsage if missing."""
+    today = (now or datetime.now(UTC)).astimezone(ZoneInfo(settings.TIME_ZONE)).date()
+    key = mtd_key(project_id, today)
+    try:
+        r = get_redis()
+        cached = r.get(key)
+        if cached is not None:
+            return from_units(int(cached))
+    except redis.RedisError:
+        log.warning("month-to-date counter unavailable; reading the rollups", exc_info=True)
+        return _spend_from_rollups(project_id, today)
+    units = to_units(_spend_from_rollups(project_id, today))
+    try:
+        r.set(key, units, nx=True, ex=MTD_TTL_SECONDS)
+    except redis.RedisError:
+        log.warning("could not store the month-to-date counter", exc_info=True)
+    return from_units(units)
+
+
+def _spend_from_rollups(project_id: int, today: date) -> Decimal:
+    first, next_first = _month_bounds(today)
+    total = DailyUsage.objects.filter(
+        project_id=project_id, day__gte=first, day__lt=next_first
+    ).aggregate(total=Sum("cost_usd"))["total"]
+    return total or Decimal(0)
+
+
+# Spend report (the spend API): DailyUsage only, never the call log.
+
+GROUPS = {"day": "day", "model": "model", "environment": "environment_id", "key": "key_id"}
+REPORT_FIELDS = (
+    "calls", "errors", "input_tokens", "cached_input_tokens", "output_tokens",
+    "reasoning_tokens", "cost_usd", "unpriced_calls",
+)  # fmt: skip
+
+
+def money_str(amount: Decimal | None) -> str:
+    """Exact decimal string, at least cents: 0.195 → "0.195", 12.5 → "12.50"."""
+    text = format((amount or Decimal(0)).quantize(TEN_PLACES), "f")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
+def _report_numbers(sums: dict[str, Any]) -> dict[str, Any]:
+    numbers = {f: int(sums[f"s_{f}"] or 0) for f in REPORT_FIELDS if f != "cost_usd"}
+    numbers["cost_usd"] = money_str(sums["s_cost_usd"])
+    return numbers
+
+
+def spend_report(project: Project, start: date, end: date, group_by: str) -> dict[str, Any]:
+    """Rows of calls, tokens and cost per day, model, environment or key; plus totals."""
+    column = GROUPS[group_by]
+    usage = DailyUsage.objects.filter(project=project, day__gte=start, day__lte=end)
+    sums = {f"s_{f}": Sum(f) for f in REPORT_FIELDS}
+    grouped = list(usage.values(column).annotate(**sums).order_by(column))
+    if group_by != "day":
+        grouped.sort(key=lambda g: -(g["s_cost_usd"] or 0))
+    names: dict[Any, str] = {}
+    if group_by == "environment":
+        names = dict(Environment.objects.filter(project=project).values_list("id", "name"))
+    elif group_by == "key":
+        keys = ProviderKey.objects.filter(id__in=[g["key_id"] for g in grouped])
+        names = {k.pk: f"{k.name} ({k.masked})" for k in keys}
+    rows = []
+    for g in grouped:
+        value = g[column]
+        if group_by == "day":
+            label: dict[str, Any] = {"day": value.isoformat()}
+        elif group_by == "model":
+            label = {"model": value}
+        elif group_by == "environment":
+            label = {"environment": names.get(value, f"#{value}")}
+        else:  # a key deleted since keeps its id; 0 means no key (ingest API)
+            label = {"key_id": value, "key": names.get(value, f"#{value}" if value else None)}
+        rows.append({**label, **_report_numbers(g)})
+    return {
+        "project": project.slug,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "group_by": group_by,
+        "currency": "USD",
+        "rows": rows,
+        "totals": _report_numbers(usage.aggregate(**sums)),
+    }
