@@ -15,10 +15,12 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# The source map too: collectstatic's manifest storage fails on a missing one.
 static/vendor/chart.umd.js: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
 	mkdir -p static/vendor
-	cp node_modules/chart.js/dist/chart.umd.js static/vendor/chart.umd.js
+	cp node_modules/chart.js/dist/chart.umd.js node_modules/chart.js/dist/chart.umd.js.map \
+		static/vendor/
 
 assets: static/vendor/chart.umd.js
 
