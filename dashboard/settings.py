@@ -244,6 +244,9 @@ GATEWAY_RETRY_BASE = env.float("GATEWAY_RETRY_BASE", default=0.5)
 GATEWAY_RETRY_MAX_WAIT = env.float("GATEWAY_RETRY_MAX_WAIT", default=8.0)
 GATEWAY_MAX_BODY_BYTES = env.int("GATEWAY_MAX_BODY_BYTES", default=32 * 1024 * 1024)
 GATEWAY_AUTH_CACHE_SECONDS = env.float("GATEWAY_AUTH_CACHE_SECONDS", default=5.0)
+# A call that names no max_tokens is reserved against a hard budget as if it could
+# produce this many output tokens.
+GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS = env.int("GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
 
 LOGGING = {
     "version": 1,

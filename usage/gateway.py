@@ -13,12 +13,13 @@ import logging
 import random
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from django.conf import settings
 
-from usage import pipeline, ratelimit
+from usage import hardlimit, pipeline, ratelimit
 from usage.gateway_auth import Route, RouteCache
 from usage.records import CallRecord
 from usage.sse import StreamUsage
@@ -125,6 +126,7 @@ class Call:
         self.disconnected = False
         self.record: CallRecord | None = None
         self.extra_headers: list[tuple[bytes, bytes]] = []
+        self.hold: hardlimit.Hold | None = None
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.disconnected:
@@ -198,6 +200,8 @@ class Call:
             await self.proxy(route, path, body)
         finally:
             self.record.latency_ms = int((time.monotonic() - self.started) * 1000)
+            if self.hold is not None:
+                await _quietly(self.settle_budget())
             await pipeline.enqueue_async(self.record)
             if route.tokens_per_minute:
                 await _quietly(ratelimit.add_tokens(
@@ -227,6 +231,7 @@ class Call:
         record = self.record
         assert record is not None
         strip_usage = False
+        payload: Any = {}
         if self.scope["method"] == "POST" and body and _is_json(self.scope["headers"]):
             try:
                 payload = json.loads(body)
@@ -253,6 +258,9 @@ class Call:
                 403, f"Environment '{route.environment_name}' of project "
                 f"'{route.project_name}' has no active provider key. An admin can add one "
                 "in keymeter.", "invalid_request_error", "no_provider_key")
+        if path in USAGE_ENDPOINTS and self.scope["method"] == "POST":
+            if not await self.hold_budget(route, payload, body, path):
+                return
         response = await self.forward(route, path, body)
         if response is None:
             return
@@ -355,6 +363,43 @@ class Call:
             record.model = capture.model[:100]
         if capture.usage:
             record.add_usage(capture.usage)
+
+    async def hold_budget(self, route: Route, payload: Any, body: bytes, path: str) -> bool:
+        """Reserve the call's worst case against a hard limit; False if refused."""
+        record = self.record
+        assert record is not None
+        try:
+            book = await hardlimit.prices.get()
+            estimate = hardlimit.estimate_units(
+                book, record.model, payload if isinstance(payload, dict) else {}, len(body),
+                path)
+            outcome = await hardlimit.reserve(route.project_id, self.request_id, estimate)
+        except Exception as exc:  # Redis trouble must not take the gateway down
+            log.warning("hard limit check skipped: %s", type(exc).__name__)
+            return True
+        if isinstance(outcome, hardlimit.Refusal):
+            record.status_code, record.error_type = 429, "budget_exceeded"
+            await self.reply_error(
+                429, f"Project '{route.project_name}' has reached its hard monthly budget "
+                f"limit of ${outcome.limit:,.2f} (spent ${outcome.spent:,.2f} this month). "
+                "An admin can raise the limit in keymeter.", "insufficient_quota",
+                "budget_exceeded", headers=[(b"x-should-retry", b"false")])
+            return False
+        self.hold = outcome
+        return True
+
+    async def settle_budget(self) -> None:
+        record, hold = self.record, self.hold
+        assert record is not None and hold is not None
+        book = await hardlimit.prices.get()
+        try:
+            cost = book.cost(record.model, datetime.now(UTC),
+                             input_tokens=record.input_tokens,
+                             cached_input_tokens=record.cached_input_tokens,
+                             output_tokens=record.output_tokens)
+        except (ValueError, TypeError):
+            cost = None
+        await hardlimit.settle(hold, hardlimit.to_units(cost) if cost else 0)
 
     async def _wait_for_disconnect(self) -> None:
         while True:
