@@ -130,6 +130,28 @@ def provider_daily_costs(project: Project, start: date, end: date) -> dict[date,
     return {row["day"]: row["total"] for row in totals}
 
 
+def add_provider_costs(report: dict[str, Any], project: Project, start: date, end: date) -> None:
+    """Put the provider's cost beside each day of a group_by=day spend report.
+
+    provider_cost_usd is a decimal string, or None where the provider reported nothing.
+    Days the provider billed but the gateway never saw get a row of their own: that gap
+    is what the comparison is for.
+    """
+    from usage import rollups
+
+    costs = provider_daily_costs(project, start, end)
+    rows = {row["day"]: row for row in report["rows"]}
+    empty = {field: 0 for field in rollups.REPORT_FIELDS} | {"cost_usd": rollups.money_str(None)}
+    for day in costs:
+        rows.setdefault(day.isoformat(), {"day": day.isoformat(), **empty})
+    for day, row in rows.items():
+        cost = costs.get(date.fromisoformat(day))
+        row["provider_cost_usd"] = None if cost is None else rollups.money_str(cost)
+    report["rows"] = [rows[day] for day in sorted(rows)]
+    report["totals"]["provider_cost_usd"] = rollups.money_str(sum(costs.values(), Decimal(0)))
+    report["provider_days"] = "UTC"  # the provider buckets by UTC day
+
+
 def utc_days_back(days: int, today: date | None = None) -> tuple[date, date]:
     """(start, end) covering the last `days` UTC days, today included."""
     end = today or datetime.now(UTC).date()

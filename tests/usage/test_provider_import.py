@@ -14,7 +14,7 @@ from django.db import connection
 from accounts.keys import add_provider_key, revoke_key
 from accounts.models import ProviderKey
 from tests.usage.fake_org_api import FakeOrgApi, cost_result, usage_result
-from usage.models import ProviderDailyUsage
+from usage.models import DailyUsage, ProviderDailyUsage
 from usage.provider_import import import_provider_usage, provider_daily_costs
 
 DAY1 = date(2025, 3, 1)
@@ -324,3 +324,73 @@ def test_default_range_is_yesterday_and_today(linked_alpha, fake):
         yesterday: Decimal("1.5"),
         today: Decimal("0.5"),
     }
+
+
+def test_the_daily_task_imports_yesterday_and_today(linked_alpha, fake, settings):
+    from dashboard.celery import app
+    from usage.tasks import import_provider_usage as task
+
+    today = datetime.now(UTC).date()
+    fake.costs = {today: [cost_result("proj_alpha", "x", "0.25")]}
+    add_admin_key(linked_alpha, fake.url, fake.admin_key)
+
+    counts = task()
+
+    assert counts["imported"] == 1
+    assert provider_daily_costs(linked_alpha, today, today) == {today: Decimal("0.25")}
+    entry = settings.CELERY_BEAT_SCHEDULE["import-provider-usage"]
+    assert entry["task"] == task.name and task.name in app.tasks
+
+
+def add_gateway_day(project, day: date, cost: str, calls: int = 3) -> None:
+    DailyUsage.objects.create(
+        project=project,
+        environment=project.environments.get(name="production"),
+        day=day,
+        model="gpt-4o-mini",
+        calls=calls,
+        cost_usd=Decimal(cost),
+    )
+
+
+def test_spend_api_shows_provider_cost_beside_gateway_spend(linked_alpha, alice, fake, api_as):
+    add_admin_key(linked_alpha, fake.url, fake.admin_key)
+    import_provider_usage(DAY1, DAY2)
+    add_gateway_day(linked_alpha, DAY1, "0.05")
+    add_gateway_day(linked_alpha, date(2025, 3, 3), "0.01")
+
+    response = api_as(alice).get(
+        "/api/v1/projects/alpha/spend",
+        {"start": "2025-03-01", "end": "2025-03-03", "group_by": "day", "include_provider": "true"},
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    rows = {row["day"]: row for row in body["rows"]}
+    assert (rows["2025-03-01"]["cost_usd"], rows["2025-03-01"]["provider_cost_usd"]) == (
+        "0.05",
+        "0.060375",
+    )
+    # Billed by the provider but never seen by the gateway: still a row.
+    assert (rows["2025-03-02"]["calls"], rows["2025-03-02"]["provider_cost_usd"]) == (0, "0.20")
+    assert rows["2025-03-03"]["provider_cost_usd"] is None
+    assert [row["day"] for row in body["rows"]] == ["2025-03-01", "2025-03-02", "2025-03-03"]
+    assert body["totals"]["provider_cost_usd"] == "0.260375"
+
+
+def test_spend_api_leaves_provider_cost_out_unless_asked(linked_alpha, alice, api_as):
+    add_gateway_day(linked_alpha, DAY1, "0.05")
+    response = api_as(alice).get(
+        "/api/v1/projects/alpha/spend", {"start": "2025-03-01", "end": "2025-03-01"}
+    )
+    assert response.status_code == 200
+    assert "provider_cost_usd" not in response.json()["rows"][0]
+
+
+def test_spend_api_wants_group_by_day_for_provider_cost(linked_alpha, alice, dave, api_as):
+    path = "/api/v1/projects/alpha/spend"
+    query = {"group_by": "model", "include_provider": "true"}
+    response = api_as(alice).get(path, query)
+    assert response.status_code == 400
+    assert "group_by=day" in response.json()["detail"]
+    assert api_as(dave).get(path, {"include_provider": "true"}).status_code == 404
