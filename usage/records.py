@@ -7,7 +7,7 @@ A record holds ids, counts and timings only: no prompt, no completion, no key.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -36,7 +36,8 @@ class CallRecord:
     error_type: str = ""
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        # Not dataclasses.asdict: it deep-copies, and this runs once per gateway call.
+        return _ENCODER.encode({name: getattr(self, name) for name in _FIELD_NAMES}).encode()
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> CallRecord:
@@ -53,6 +54,10 @@ class CallRecord:
         self.reasoning_tokens = counts["reasoning_tokens"]
         if counts["audio_seconds"]:
             self.audio_seconds = str(counts["audio_seconds"])
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(CallRecord))
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def _int(value: Any) -> int:
