@@ -235,7 +235,7 @@ def _get(http: httpx.Client, key: ProviderKey, url: str, query: list[tuple[str, 
         headers = {"Authorization": f"Bearer {key.reveal_secret()}", "Accept": "application/json"}
         retry_after = None
         try:
-            response = http.get(url, params=query, headers=headers)
+            response = http.get(url, params=tuple(query), headers=headers)
         except httpx.HTTPError as exc:
             # Only the class name: some transport errors repeat request details.
             problem = f"{type(exc).__name__} on {path}"
