@@ -15,14 +15,14 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
-from ninja import Field, Router, Schema
+from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
 from accounts import tokens
 from accounts.access import project_for_user
 from accounts.models import GatewayToken
-from usage import pipeline, rollups
+from usage import pipeline, provider_import, rollups
 from usage.records import CallRecord
 
 router = Router(tags=["usage"])
@@ -139,7 +139,7 @@ def ingest_usage(request: HttpRequest, payload: UsageIn):
     )
     record.add_usage(payload.usage)
     pipeline.enqueue(record)
-    return 202, {"request_id": request_id}
+    return Status(202, {"request_id": request_id})
 
 
 def _day(value: str | None, name: str, default: date) -> date:
@@ -162,9 +162,12 @@ def project_spend(
     start: str | None = None,
     end: str | None = None,
     group_by: str = "day",
+    include_provider: bool = False,
 ):
     """Rows per day, model, environment or key between start and end (inclusive, days in
-    the server's TIME_ZONE; default: this month to date). cost_usd is a decimal string."""
+    the server's TIME_ZONE; default: this month to date). cost_usd is a decimal string.
+    include_provider=true (group_by=day) adds the provider's imported cost per day as
+    provider_cost_usd (decimal string, null when the provider reported nothing)."""
     project, _ = project_for_user(request.auth, slug)
     if group_by not in rollups.GROUPS:
         raise ValidationError(f"group_by must be one of: {', '.join(rollups.GROUPS)}.")
@@ -175,4 +178,9 @@ def project_spend(
         raise ValidationError("start must not be after end.")
     if (end_day - start_day).days + 1 > MAX_RANGE_DAYS:
         raise ValidationError(f"Ask for at most {MAX_RANGE_DAYS} days at a time.")
-    return rollups.spend_report(project, start_day, end_day, group_by)
+    if include_provider and group_by != "day":
+        raise ValidationError("include_provider needs group_by=day.")
+    report = rollups.spend_report(project, start_day, end_day, group_by)
+    if include_provider:
+        provider_import.add_provider_costs(report, project, start_day, end_day)
+    return report
