@@ -43,7 +43,9 @@ RUN DATABASE_URL=sqlite:////tmp/build.sqlite3 \
     python manage.py collectstatic --noinput --verbosity 0 \
  && rm -f /tmp/build.sqlite3
 
-# The code and static files stay root-owned: the app cannot rewrite itself.
+# The code and static files stay root-owned: the app cannot rewrite itself. Only
+# var/spool is writable: the gateway spools call records there while Redis is down.
+RUN mkdir -p var/spool && chown -R keymeter:keymeter var
 USER keymeter
 EXPOSE 8000
 
