@@ -9,14 +9,26 @@ from datetime import datetime, time
 from django import forms
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.views.decorators.debug import sensitive_variables
 
+from accounts import vault
 from accounts.forms import ServiceErrorsMixin
 from accounts.models import Environment, Project
 
 
+class SecretField(forms.CharField):
+    """A pasted provider key, checked by the vault's own rule so that its error shows
+    together with the other fields' errors. Never rendered back into the page."""
+
+    @sensitive_variables("value")
+    def clean(self, value):  # type: ignore[no-untyped-def]
+        value = super().clean(value)
+        return vault.clean_secret(value) if value else value
+
+
 def _secret_field(label: str) -> forms.CharField:
     # PasswordInput never renders its value, so a failed submit does not echo the secret.
-    return forms.CharField(
+    return SecretField(
         label=label,
         max_length=512,
         strip=False,
@@ -48,8 +60,13 @@ class EnvironmentForm(ServiceErrorsMixin, forms.Form):
     )
 
 
+class EnvironmentChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Environment) -> str:  # type: ignore[override]
+        return obj.name  # the project is the page's; "alpha/production" would repeat it
+
+
 class _EnvironmentChoiceForm(forms.Form):
-    environment = forms.ModelChoiceField(
+    environment = EnvironmentChoiceField(
         label=_("Environment"), queryset=Environment.objects.none(), empty_label=None
     )
 
