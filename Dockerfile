@@ -50,7 +50,8 @@ USER keymeter
 EXPOSE 8000
 
 # /healthz is 200 when the database and Redis answer. The request names the first
-# ALLOWED_HOSTS entry so Django's host check accepts it.
+# ALLOWED_HOSTS entry so Django's host check accepts it. Worker and beat
+# containers replace this probe with their own (see docker-compose.yml).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 CMD python -c "\
 import os, urllib.request as r; \
 h = os.environ.get('ALLOWED_HOSTS', 'localhost').split(',')[0].strip().lstrip('.'); \
