@@ -24,7 +24,7 @@ from pydantic import AfterValidator, field_validator
 from accounts import keys, projects, tokens
 from accounts.access import project_for_user
 from accounts.audit import client_ip
-from accounts.models import Environment, Project, ProviderKey, Role
+from accounts.models import Environment, Project, ProviderKey, Role, User
 
 router = Router(tags=["projects"])
 
@@ -32,6 +32,7 @@ router = Router(tags=["projects"])
 CONFLICT_CODES = {"active_key_exists", "slug_taken", "exists", "revoked", "not_active"}
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_SLUG_CHARS = re.compile(r"[-a-zA-Z0-9_]+")
 
 
 def _no_control_chars(value: str) -> str:
@@ -41,14 +42,11 @@ def _no_control_chars(value: str) -> str:
     return value
 
 
-def _text(max_length: int):
-    return Annotated[str, Field(max_length=max_length), AfterValidator(_no_control_chars)]
-
-
-Name = _text(100)
-Slug = _text(50)
-EnvName = _text(40)
-Url = _text(200)
+_Clean = AfterValidator(_no_control_chars)
+Name = Annotated[str, Field(max_length=100), _Clean]
+Slug = Annotated[str, Field(max_length=50), _Clean]
+EnvName = Annotated[str, Field(max_length=40), _Clean]
+Url = Annotated[str, Field(max_length=200), _Clean]
 # Shape is checked by vault.clean_secret, whose message never repeats the secret.
 Secret = Annotated[str, Field(json_schema_extra={"format": "password", "writeOnly": True})]
 
@@ -188,11 +186,16 @@ _WRITE_ERRORS = {**_ERRORS, 400: ErrorOut, 409: ErrorOut, 422: ValidationErrorOu
 # ---- helpers ---------------------------------------------------------------------------
 
 
+def _user(request: HttpRequest) -> User:
+    """The kmu_ token's owner, set by dashboard.api.ApiTokenAuth."""
+    return request.auth  # type: ignore[attr-defined]
+
+
 def _project(request: HttpRequest, slug: str, role: str = Role.VIEWER) -> tuple[Project, str]:
     # A path like /projects/%00 would otherwise reach the database as a NUL byte.
-    if slugify(slug) != slug:
+    if not _SLUG_CHARS.fullmatch(slug):
         raise Http404("No such project")
-    return project_for_user(request.user, slug, role)
+    return project_for_user(_user(request), slug, role)
 
 
 def _environment(project: Project, name: str) -> Environment:
@@ -219,7 +222,7 @@ def _service_error(exc: ValidationError) -> Exception:
     return exc
 
 
-def _project_out(project: Project, role: str) -> dict:
+def _project_out(project: Project, role: str | None) -> dict:
     return {
         "name": project.name,
         "slug": project.slug,
@@ -235,8 +238,9 @@ def _project_out(project: Project, role: str) -> dict:
 @router.get("/projects", response={200: list[ProjectOut], 401: ErrorOut})
 def list_projects(request: HttpRequest):
     """The projects the caller belongs to (staff: all), with the caller's role."""
-    visible = Project.visible_to(request.user).prefetch_related("environments")
-    return [_project_out(p, p.role_of(request.user)) for p in visible]
+    user = _user(request)
+    visible = Project.visible_to(user).prefetch_related("environments")
+    return [_project_out(p, p.role_of(user)) for p in visible]
 
 
 @router.post("/projects", response={201: ProjectOut, **_WRITE_ERRORS})
@@ -244,7 +248,7 @@ def create_project(request: HttpRequest, data: ProjectIn):
     """Create a project with environments production, staging and dev; the caller is admin."""
     try:
         project = projects.create_project(
-            data.name, data.slug, owner=request.user, ip=client_ip(request)
+            data.name, data.slug, owner=_user(request), ip=client_ip(request)
         )
     except ValidationError as exc:
         raise _service_error(exc) from None
@@ -263,7 +267,7 @@ def create_environment(request: HttpRequest, slug: str, data: EnvironmentIn):
     project, _ = _project(request, slug, Role.ADMIN)
     try:
         environment = projects.add_environment(
-            project, data.name, by=request.user, ip=client_ip(request)
+            project, data.name, by=_user(request), ip=client_ip(request)
         )
     except ValidationError as exc:
         raise _service_error(exc) from None
@@ -292,7 +296,7 @@ def add_key(request: HttpRequest, slug: str, data: KeyIn):
             name=data.name,
             base_url=data.base_url,
             issued_at=data.issued_at,
-            by=request.user,
+            by=_user(request),
             ip=client_ip(request),
         )
     except ValidationError as exc:
@@ -310,7 +314,7 @@ def rotate_key(request: HttpRequest, slug: str, id: int, data: RotateIn):
     project, _ = _project(request, slug, Role.ADMIN)
     key = _key(project, id)
     try:
-        new = keys.rotate_key(key, data.secret, by=request.user, ip=client_ip(request))
+        new = keys.rotate_key(key, data.secret, by=_user(request), ip=client_ip(request))
     except ValidationError as exc:
         raise _service_error(exc) from None
     return new
@@ -321,7 +325,7 @@ def revoke_key(request: HttpRequest, slug: str, id: int):
     """Stop using a key at once (admin)."""
     project, _ = _project(request, slug, Role.ADMIN)
     key = _key(project, id)
-    keys.revoke_key(key, by=request.user, ip=client_ip(request))
+    keys.revoke_key(key, by=_user(request), ip=client_ip(request))
     return key
 
 
@@ -343,7 +347,7 @@ def create_token(request: HttpRequest, slug: str, data: TokenIn):
     project, _ = _project(request, slug, Role.MEMBER)
     environment = _environment(project, data.environment)
     token, plaintext = tokens.create_gateway_token(
-        environment, data.name, by=request.user, ip=client_ip(request)
+        environment, data.name, by=_user(request), ip=client_ip(request)
     )
     return Status(
         201,
@@ -369,7 +373,7 @@ def revoke_token(request: HttpRequest, slug: str, id: int):
     token = project.gateway_tokens.select_related("environment").filter(pk=id).first()
     if token is None:
         raise Http404("No such token")
-    if role != Role.ADMIN and token.created_by_id != request.user.pk:
+    if role != Role.ADMIN and token.created_by_id != _user(request).pk:
         raise PermissionDenied("Only an admin or the token's creator can revoke it.")
-    tokens.revoke_gateway_token(token, by=request.user, ip=client_ip(request))
+    tokens.revoke_gateway_token(token, by=_user(request), ip=client_ip(request))
     return token
