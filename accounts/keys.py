@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -12,7 +13,10 @@ from django.views.decorators.debug import sensitive_variables
 from accounts import audit, vault
 from accounts.models import Environment, ProviderKey, User
 
-ROTATION_GRACE = timedelta(hours=24)
+
+def rotation_grace() -> timedelta:
+    """How long a rotated key keeps working (settings.ROTATION_GRACE_HOURS, default 24)."""
+    return timedelta(hours=settings.ROTATION_GRACE_HOURS)
 
 
 def default_key_name(environment: Environment, when: datetime | None = None) -> str:
@@ -85,7 +89,7 @@ def rotate_key(
     *,
     by: User | None = None,
     ip: str | None = None,
-    grace: timedelta = ROTATION_GRACE,
+    grace: timedelta | None = None,
 ) -> ProviderKey:
     """Store the new secret as the environment's active key at once; the old one
     keeps working for `grace` (retiring) and is then revoked."""
@@ -96,6 +100,7 @@ def rotate_key(
         raise ValidationError("The new secret is the same as the current one.", code="same")
     prefix, last4 = vault.display_parts(new_secret)
     now = timezone.now()
+    grace = rotation_grace() if grace is None else grace
     with transaction.atomic():
         old = ProviderKey.objects.select_for_update().get(pk=key.pk)
         # A retiring key already has a successor; a second one would break the

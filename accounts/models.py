@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -58,6 +58,30 @@ class Role(models.TextChoices):
 
 # What a role may do is decided by rank: admin > member > viewer.
 ROLE_RANK = {Role.VIEWER: 1, Role.MEMBER: 2, Role.ADMIN: 3}
+
+
+class RotationStage(models.TextChoices):
+    OK = "ok", _("ok")
+    DUE = "due", _("due for rotation")
+    OVERDUE = "overdue", _("overdue for rotation")
+
+
+def age_in_days(since: datetime, now: datetime | None = None) -> int:
+    """Whole days elapsed (rounded down): a key issued 75 days and 23 hours ago is 75."""
+    return max(((now or timezone.now()) - since).days, 0)
+
+
+def rotation_stage_for(since: datetime, policy_days: int, now: datetime | None = None) -> str:
+    """ok → due (age ≥ policy − ROTATION_WARNING_DAYS) → overdue (age ≥ policy).
+
+    With a 90-day policy: 75 days old is ok, 76 and 89 are due, 90 is overdue.
+    """
+    age = age_in_days(since, now)
+    if age >= policy_days:
+        return RotationStage.OVERDUE
+    if age >= policy_days - settings.ROTATION_WARNING_DAYS:
+        return RotationStage.DUE
+    return RotationStage.OK
 
 
 class Project(models.Model):
@@ -168,6 +192,10 @@ class ProviderKey(models.Model):
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(User, models.SET_NULL, null=True, blank=True, related_name="+")
+    # Key hygiene (accounts/validation.py, accounts/leaks.py).
+    last_validated_at = models.DateTimeField(null=True, blank=True)
+    invalid_at = models.DateTimeField(null=True, blank=True)
+    leaked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["project", "environment", "-created_at"]
@@ -192,6 +220,12 @@ class ProviderKey(models.Model):
 
     def age(self, now=None) -> timedelta:
         return (now or timezone.now()) - self.issued_at
+
+    def age_days(self, now: datetime | None = None) -> int:
+        return age_in_days(self.issued_at, now)
+
+    def rotation_stage(self, now: datetime | None = None) -> str:
+        return rotation_stage_for(self.issued_at, self.project.rotation_days, now)
 
     def reveal_secret(self) -> str:
         """The plaintext, for the one call that sends it to the provider. Never store or log it."""
@@ -228,6 +262,16 @@ class GatewayToken(models.Model):
     def is_active(self) -> bool:
         return self.revoked_at is None
 
+    @property
+    def masked(self) -> str:
+        return f"{self.prefix}…"
+
+    def age_days(self, now: datetime | None = None) -> int:
+        return age_in_days(self.created_at, now)
+
+    def rotation_stage(self, now: datetime | None = None) -> str:
+        return rotation_stage_for(self.created_at, self.project.rotation_days, now)
+
 
 class ApiToken(models.Model):
     """A personal kmu_… token for the JSON API, stored as its SHA-256."""
@@ -245,6 +289,69 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class KeyStageNotice(models.Model):
+    """One email to a project's admins about one key or token reaching a stage.
+
+    Unique per (key or token, stage, episode), so however many runs or workers see
+    the same change, one row exists and only the run that created it queues the
+    email. `episode` is when the condition began: issued_at for rotation stages,
+    invalid_at for an invalidity episode, leaked_at for a leak.
+    """
+
+    class Stage(models.TextChoices):
+        DUE = "due", _("due for rotation")
+        OVERDUE = "overdue", _("overdue for rotation")
+        INVALID = "invalid", _("invalid")
+        LEAKED = "leaked", _("leaked")
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="key_notices")
+    provider_key = models.ForeignKey(
+        ProviderKey, models.CASCADE, null=True, blank=True, related_name="notices"
+    )
+    gateway_token = models.ForeignKey(
+        GatewayToken, models.CASCADE, null=True, blank=True, related_name="notices"
+    )
+    stage = models.CharField(max_length=10, choices=Stage.choices)
+    episode = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    recipients = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider_key", "stage", "episode"],
+                condition=Q(provider_key__isnull=False),
+                name="keystagenotice_unique_key_stage",
+            ),
+            models.UniqueConstraint(
+                fields=["gateway_token", "stage", "episode"],
+                condition=Q(gateway_token__isnull=False),
+                name="keystagenotice_unique_token_stage",
+            ),
+            models.CheckConstraint(
+                condition=Q(provider_key__isnull=False, gateway_token__isnull=True)
+                | Q(provider_key__isnull=True, gateway_token__isnull=False),
+                name="keystagenotice_key_or_token",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        target = (
+            f"key {self.provider_key_id}"
+            if self.provider_key_id
+            else (f"token {self.gateway_token_id}")
+        )
+        return f"{target} {self.stage}"
+
+    @property
+    def subject(self) -> ProviderKey | GatewayToken:
+        return self.provider_key or self.gateway_token  # type: ignore[return-value]
 
 
 class AuditEvent(models.Model):

@@ -233,6 +233,21 @@ LOGIN_THROTTLE_WINDOW = env.int("LOGIN_THROTTLE_WINDOW", default=300)
 # keymeter
 DEFAULT_PROVIDER_BASE_URL = "https://api.openai.com/v1"
 ROTATION_DAYS_DEFAULT = 90
+# Key hygiene (accounts/rotation.py, validation.py, hygiene.py).
+ROTATION_WARNING_DAYS = env.int("ROTATION_WARNING_DAYS", default=14)
+ROTATION_GRACE_HOURS = env.float("ROTATION_GRACE_HOURS", default=24.0)
+KEY_UNUSED_DAYS = env.int("KEY_UNUSED_DAYS", default=30)
+KEY_VALIDATION_TIMEOUT = env.float("KEY_VALIDATION_TIMEOUT", default=10.0)
+# Daily: stage keys for rotation and email once per stage; hourly: end grace periods.
+CELERY_BEAT_SCHEDULE["check-rotation"] = {
+    "task": "accounts.tasks.check_rotation", "schedule": crontab(hour=6, minute=0),
+}
+CELERY_BEAT_SCHEDULE["end-rotation-grace"] = {
+    "task": "accounts.tasks.end_rotation_grace", "schedule": crontab(minute=5),
+}
+CELERY_BEAT_SCHEDULE["validate-keys"] = {
+    "task": "accounts.tasks.validate_keys", "schedule": crontab(hour=5, minute=15),
+}
 
 # The gateway (usage/gateway.py). Timeouts in seconds; a long completion may stream
 # for minutes, so only the gap between two reads is bounded.
