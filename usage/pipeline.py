@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import logging
 import os
 import socket
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -52,6 +54,7 @@ SPOOL_NAME = "calls.spool"
 SPOOL_FSYNC_MS = 200
 REDIS_RETRY_SECONDS = 1.0  # after a failure, spool without trying Redis for this long
 NUMBER_LIMITS = {"status_code": 32_767, "latency_ms": 2**31 - 1, "ttfb_ms": 2**31 - 1}
+RECORD_FIELDS = frozenset(f.name for f in dataclass_fields(CallRecord))
 TEXT_LIMITS = {"request_id": 100, "source": 10, "endpoint": 100, "model": 100, "error_type": 100}
 
 
@@ -261,7 +264,11 @@ def _read(r: redis.Redis, consumer: str, count: int, claim_idle_ms: int) -> tupl
 
 def _parse(raw: Any) -> CallRecord:
     """A record from a stream entry, or ValueError/TypeError when it is unusable."""
-    record = CallRecord.from_json(raw)
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    # CallRecord.from_json without its per-call fields() lookup: this runs per record.
+    record = CallRecord(**{k: v for k, v in data.items() if k in RECORD_FIELDS})
     for name in ("project_id", "environment_id", "input_tokens", "cached_input_tokens",
                  "output_tokens", "reasoning_tokens", "status_code", "latency_ms"):  # fmt: skip
         value = getattr(record, name)

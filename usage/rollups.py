@@ -54,6 +54,13 @@ SUM_COLUMNS = (
     "calls", "errors", "input_tokens", "cached_input_tokens", "output_tokens",
     "reasoning_tokens", "audio_seconds", "cost_usd", "unpriced_calls", "latency_ms_sum",
 )  # fmt: skip
+CALL_PG_TYPES = (
+    "text", "timestamptz", "bigint", "bigint", "bigint", "bigint", "text", "text", "text",
+    "integer", "boolean", "boolean", "bigint", "bigint", "bigint", "bigint", "numeric",
+    "numeric", "integer", "integer", "text",
+)  # fmt: skip
+# SUM_COLUMNS, then latency_ms_max
+ROLLUP_PG_TYPES = (*["bigint"] * 6, "numeric", "numeric", "bigint", "bigint", "bigint")
 BUCKET_COLUMNS = ("project_id", "environment_id", "key_id", "token_id", "model")
 MAX_PARAMS = 30_000  # below SQLite's 32,766 and Postgres' 65,535 bind parameters
 
@@ -85,41 +92,58 @@ def local_buckets(created: datetime, tz: ZoneInfo) -> tuple[datetime, date]:
     return local.replace(minute=0, second=0, microsecond=0), local.date()
 
 
-def _chunks(rows: Sequence, width: int) -> Iterable[Sequence]:
-    size = max(1, MAX_PARAMS // width)
-    for i in range(0, len(rows), size):
-        yield rows[i : i + size]
+def _insert(
+    table: str, columns: Sequence[str], pg_types: Sequence[str], rows: list[tuple], suffix: str
+) -> list[tuple]:
+    """INSERT rows (already adapted) with an ON CONFLICT … suffix; return what it returns.
+
+    Postgres gets one array per column through unnest(): a handful of parameters
+    instead of tens of thousands, which psycopg would otherwise spend most of the
+    flush formatting. SQLite gets plain multi-row VALUES, in chunks.
+    """
+    qn = connection.ops.quote_name
+    head = f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
+    returned: list[tuple] = []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"%s::{t}[]" for t in pg_types)
+            columns_of_values = [list(column) for column in zip(*rows, strict=True)]
+            cursor.execute(f"{head}SELECT * FROM unnest({arrays}) {suffix}", columns_of_values)
+            return cursor.fetchall() if "RETURNING" in suffix else []
+        row_sql = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        size = max(1, MAX_PARAMS // len(columns))
+        for i in range(0, len(rows), size):
+            chunk = rows[i : i + size]
+            params = [value for row in chunk for value in row]
+            cursor.execute(f"{head}VALUES {', '.join([row_sql] * len(chunk))} {suffix}", params)
+            if "RETURNING" in suffix:
+                returned += cursor.fetchall()
+    return returned
 
 
 def insert_calls(calls: Sequence[PricedCall]) -> set[str]:
     """Insert the calls, ignoring request ids already present; return the new ids."""
+    if not calls:
+        return set()
     ops = connection.ops
     qn = ops.quote_name
-    table = qn(ApiCall._meta.db_table)
-    columns = ", ".join(qn(c) for c in CALL_COLUMNS)
-    row_sql = "(" + ", ".join(["%s"] * len(CALL_COLUMNS)) + ")"
-    inserted: set[str] = set()
-    with connection.cursor() as cursor:
-        for chunk in _chunks(calls, len(CALL_COLUMNS)):
-            params: list = []
-            for c in chunk:
-                r = c.record
-                params += [
-                    r.request_id, ops.adapt_datetimefield_value(c.created_at), r.project_id,
-                    r.environment_id, c.provider_key_id, c.gateway_token_id, r.source,
-                    r.endpoint, r.model, r.status_code, r.stream, r.batch, r.input_tokens,
-                    r.cached_input_tokens, r.output_tokens, r.reasoning_tokens,
-                    ops.adapt_decimalfield_value(c.audio, 14, 3),
-                    ops.adapt_decimalfield_value(c.cost, 24, 10), r.latency_ms, r.ttfb_ms,
-                    r.error_type,
-                ]  # fmt: skip
-            sql = (
-                f"INSERT INTO {table} ({columns}) VALUES {', '.join([row_sql] * len(chunk))} "
-                f"ON CONFLICT ({qn('request_id')}) DO NOTHING RETURNING {qn('request_id')}"
-            )
-            cursor.execute(sql, params)
-            inserted.update(row[0] for row in cursor.fetchall())
-    return inserted
+    rows = []
+    for c in calls:
+        r = c.record
+        rows.append((
+            r.request_id, ops.adapt_datetimefield_value(c.created_at), r.project_id,
+            r.environment_id, c.provider_key_id, c.gateway_token_id, r.source,
+            r.endpoint, r.model, r.status_code, r.stream, r.batch, r.input_tokens,
+            r.cached_input_tokens, r.output_tokens, r.reasoning_tokens,
+            ops.adapt_decimalfield_value(c.audio, 14, 3),
+            ops.adapt_decimalfield_value(c.cost, 24, 10), r.latency_ms, r.ttfb_ms,
+            r.error_type,
+        ))  # fmt: skip
+    returned = _insert(
+        qn(ApiCall._meta.db_table), CALL_COLUMNS, CALL_PG_TYPES, rows,
+        f"ON CONFLICT ({qn('request_id')}) DO NOTHING RETURNING {qn('request_id')}",
+    )  # fmt: skip
+    return {row[0] for row in returned}
 
 
 def _aggregate(calls: Iterable[PricedCall], bucket: str) -> dict[tuple, list]:
@@ -161,24 +185,21 @@ def _upsert(model: type, bucket: str, sums: dict[tuple, list]) -> None:
         f"{qn('latency_ms_max')} = {greatest}({table}.{qn('latency_ms_max')}, "
         f"excluded.{qn('latency_ms_max')})"
     )
-    row_sql = "(" + ", ".join(["%s"] * len(all_columns)) + ")"
     # Sorted, so concurrent flushes lock bucket rows in the same order (no deadlock).
     items = sorted(sums.items(), key=lambda kv: tuple(str(v) for v in kv[0]))
     adapt_bucket = ops.adapt_datetimefield_value if bucket == "hour" else ops.adapt_datefield_value
-    with connection.cursor() as cursor:
-        for chunk in _chunks(items, len(all_columns)):
-            params: list = []
-            for key, s in chunk:
-                params += [*key[:5], adapt_bucket(key[5]), *s[:6]]
-                params += [ops.adapt_decimalfield_value(s[6], 18, 3)]
-                params += [ops.adapt_decimalfield_value(s[7], 24, 10), *s[8:]]
-            cursor.execute(
-                f"INSERT INTO {table} ({', '.join(qn(c) for c in all_columns)}) "
-                f"VALUES {', '.join([row_sql] * len(chunk))} "
-                f"ON CONFLICT ({', '.join(qn(c) for c in key_columns)}) "
-                f"DO UPDATE SET {', '.join(updates)}",
-                params,
-            )
+    rows = [
+        (*key[:5], adapt_bucket(key[5]), *s[:6], ops.adapt_decimalfield_value(s[6], 18, 3),
+         ops.adapt_decimalfield_value(s[7], 24, 10), *s[8:])
+        for key, s in items
+    ]  # fmt: skip
+    bucket_type = "timestamptz" if bucket == "hour" else "date"
+    pg_types = ("bigint", "bigint", "bigint", "bigint", "text", bucket_type, *ROLLUP_PG_TYPES)
+    _insert(
+        table, all_columns, pg_types, rows,
+        f"ON CONFLICT ({', '.join(qn(c) for c in key_columns)}) "
+        f"DO UPDATE SET {', '.join(updates)}",
+    )  # fmt: skip
 
 
 def add_to_rollups(calls: Sequence[PricedCall]) -> None:
