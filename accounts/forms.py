@@ -53,7 +53,7 @@ class LoginForm(forms.Form):
         super().__init__(*args, **kwargs)
 
     def clean(self) -> dict:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         email, password = cleaned.get("email"), cleaned.get("password")
         if not email or not password:
             return cleaned

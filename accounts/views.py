@@ -12,16 +12,20 @@ from django.views.decorators.http import require_POST
 
 from accounts import audit, tokens
 from accounts.forms import ApiTokenForm, LoginForm
-from accounts.models import ApiToken
+from accounts.models import ApiToken, User
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    user: User  # the views below are behind login_required
 
 
 class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
-    form_class = LoginForm
+    form_class = LoginForm  # type: ignore[assignment]
     redirect_authenticated_user = True
 
-    def form_invalid(self, form: LoginForm) -> HttpResponse:
-        response = super().form_invalid(form)
+    def form_invalid(self, form: LoginForm) -> HttpResponse:  # type: ignore[override]
+        response = super().form_invalid(form)  # type: ignore[arg-type]
         response.status_code = 429 if form.throttled else 400
         return response
 
@@ -32,7 +36,9 @@ def logout_view(request: HttpRequest) -> HttpResponse:
     return redirect("accounts:login")
 
 
-def _render_tokens(request: HttpRequest, form: ApiTokenForm, status: int = 200) -> HttpResponse:
+def _render_tokens(
+    request: AuthenticatedHttpRequest, form: ApiTokenForm, status: int = 200
+) -> HttpResponse:
     api_tokens = ApiToken.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
     ctx = {"api_tokens": api_tokens, "form": form}
     return render(request, "accounts/tokens.html", ctx, status=status)
@@ -40,7 +46,7 @@ def _render_tokens(request: HttpRequest, form: ApiTokenForm, status: int = 200) 
 
 @never_cache
 @login_required
-def api_tokens(request: HttpRequest) -> HttpResponse:
+def api_tokens(request: AuthenticatedHttpRequest) -> HttpResponse:
     if request.method != "POST":
         return _render_tokens(request, ApiTokenForm())
     form = ApiTokenForm(request.POST)
@@ -56,7 +62,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @login_required
-def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
+def revoke_api_token(request: AuthenticatedHttpRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
     tokens.revoke_api_token(token, ip=audit.client_ip(request))
     messages.success(request, _("Token “%(name)s” revoked.") % {"name": token.name})

@@ -5,6 +5,7 @@ views put back on these forms (ServiceErrorsMixin.error_fields maps codes to fie
 from __future__ import annotations
 
 from datetime import datetime, time
+from typing import TYPE_CHECKING
 
 from django import forms
 from django.utils import timezone
@@ -14,6 +15,9 @@ from django.views.decorators.debug import sensitive_variables
 from accounts import vault
 from accounts.forms import ServiceErrorsMixin
 from accounts.models import Environment, Project
+
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise as StrOrPromise
 
 
 class SecretField(forms.CharField):
@@ -26,7 +30,7 @@ class SecretField(forms.CharField):
         return vault.clean_secret(value) if value else value
 
 
-def _secret_field(label: str) -> forms.CharField:
+def _secret_field(label: StrOrPromise) -> forms.CharField:
     # PasswordInput never renders its value, so a failed submit does not echo the secret.
     return SecretField(
         label=label,

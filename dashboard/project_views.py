@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 
 from accounts import audit, keys, projects, tokens
 from accounts.access import can, project_for_user
-from accounts.models import GatewayToken, Membership, Project, ProviderKey, Role
+from accounts.models import GatewayToken, Membership, Project, ProviderKey, Role, User
 from dashboard.forms import (
     EnvironmentForm,
     GatewayTokenForm,
@@ -29,11 +29,15 @@ from dashboard.forms import (
     RotateKeyForm,
 )
 
-_STATUS_ORDER = {ProviderKey.Status.ACTIVE: 0, ProviderKey.Status.RETIRING: 1}
+_STATUS_ORDER: dict[str, int] = {ProviderKey.Status.ACTIVE: 0, ProviderKey.Status.RETIRING: 1}
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    user: User  # every view here is behind login_required
 
 
 @login_required
-def project_list(request: HttpRequest) -> HttpResponse:
+def project_list(request: AuthenticatedHttpRequest) -> HttpResponse:
     form = ProjectForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -62,7 +66,12 @@ def project_list(request: HttpRequest) -> HttpResponse:
 
 
 def _project_page(
-    request: HttpRequest, project: Project, role: str, *, status: int = 200, **bound: Any
+    request: AuthenticatedHttpRequest,
+    project: Project,
+    role: str,
+    *,
+    status: int = 200,
+    **bound: Any,
 ) -> HttpResponse:
     """Render the project page; `bound` holds a form that failed, to show its errors."""
     is_admin, is_member = can(role, Role.ADMIN), can(role, Role.MEMBER)
@@ -96,14 +105,14 @@ def _project_page(
 
 
 @login_required
-def project_detail(request: HttpRequest, slug: str) -> HttpResponse:
+def project_detail(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     project, role = project_for_user(request.user, slug)
     return _project_page(request, project, role)
 
 
 @require_POST
 @login_required
-def add_environment(request: HttpRequest, slug: str) -> HttpResponse:
+def add_environment(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     project, role = project_for_user(request.user, slug, Role.ADMIN)
     form = EnvironmentForm(request.POST)
     if form.is_valid():
@@ -122,7 +131,7 @@ def add_environment(request: HttpRequest, slug: str) -> HttpResponse:
 @sensitive_post_parameters("secret")
 @require_POST
 @login_required
-def add_key(request: HttpRequest, slug: str) -> HttpResponse:
+def add_key(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     project, role = project_for_user(request.user, slug, Role.ADMIN)
     form = ProviderKeyForm(project, request.POST)
     if form.is_valid():
@@ -148,7 +157,7 @@ def add_key(request: HttpRequest, slug: str) -> HttpResponse:
 @sensitive_post_parameters("secret")
 @require_POST
 @login_required
-def rotate_key(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
+def rotate_key(request: AuthenticatedHttpRequest, slug: str, key_id: int) -> HttpResponse:
     project, role = project_for_user(request.user, slug, Role.ADMIN)
     key = get_object_or_404(ProviderKey, pk=key_id, project=project)
     form = RotateKeyForm(request.POST, auto_id=f"rotate-{key.pk}-%s")
@@ -171,7 +180,7 @@ def rotate_key(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def revoke_key(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
+def revoke_key(request: AuthenticatedHttpRequest, slug: str, key_id: int) -> HttpResponse:
     project, _role = project_for_user(request.user, slug, Role.ADMIN)
     key = get_object_or_404(ProviderKey, pk=key_id, project=project)
     keys.revoke_key(key, by=request.user, ip=audit.client_ip(request))
@@ -182,7 +191,7 @@ def revoke_key(request: HttpRequest, slug: str, key_id: int) -> HttpResponse:
 @never_cache
 @require_POST
 @login_required
-def create_token(request: HttpRequest, slug: str) -> HttpResponse:
+def create_token(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     project, role = project_for_user(request.user, slug, Role.MEMBER)
     form = GatewayTokenForm(project, request.POST)
     if not form.is_valid():
@@ -206,7 +215,7 @@ def create_token(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_POST
 @login_required
-def revoke_token(request: HttpRequest, slug: str, token_id: int) -> HttpResponse:
+def revoke_token(request: AuthenticatedHttpRequest, slug: str, token_id: int) -> HttpResponse:
     project, _role = project_for_user(request.user, slug, Role.MEMBER)
     token = get_object_or_404(GatewayToken, pk=token_id, project=project)
     tokens.revoke_gateway_token(token, by=request.user, ip=audit.client_ip(request))
