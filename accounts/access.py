@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from accounts.models import ROLE_RANK, Project, Role, User
+from accounts.models import ROLE_RANK, GatewayToken, Project, Role, User
 
 
 def project_for_user(user: User, slug: str, role: str = Role.VIEWER) -> tuple[Project, str]:
@@ -25,3 +25,10 @@ def project_for_user(user: User, slug: str, role: str = Role.VIEWER) -> tuple[Pr
 
 def can(user_role: str | None, role: str) -> bool:
     return user_role is not None and ROLE_RANK[Role(user_role)] >= ROLE_RANK[Role(role)]
+
+
+def can_revoke_gateway_token(user: User, user_role: str | None, token: GatewayToken) -> bool:
+    """Admins revoke any token of their project; members only the ones they created."""
+    if can(user_role, Role.ADMIN):
+        return True
+    return can(user_role, Role.MEMBER) and token.created_by_id == user.pk

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, F, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -19,7 +19,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from accounts import audit, keys, projects, tokens
-from accounts.access import can, project_for_user
+from accounts.access import can, can_revoke_gateway_token, project_for_user
 from accounts.models import GatewayToken, Membership, Project, ProviderKey, Role, User
 from dashboard.forms import (
     EnvironmentForm,
@@ -83,9 +83,15 @@ def _project_page(
             -k.created_at.timestamp(),
         ),
     )
-    gateway_tokens = project.gateway_tokens.select_related("environment").order_by(
-        F("revoked_at").asc(nulls_first=True), "-created_at"
+    gateway_tokens = list(
+        project.gateway_tokens.select_related("environment").order_by(
+            F("revoked_at").asc(nulls_first=True), "-created_at"
+        )
     )
+    for token in gateway_tokens:
+        token.can_revoke = token.is_active and can_revoke_gateway_token(  # type: ignore[attr-defined]
+            request.user, role, token
+        )
     ctx = {
         "project": project,
         "role": role,
@@ -216,8 +222,10 @@ def create_token(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
 @require_POST
 @login_required
 def revoke_token(request: AuthenticatedHttpRequest, slug: str, token_id: int) -> HttpResponse:
-    project, _role = project_for_user(request.user, slug, Role.MEMBER)
+    project, role = project_for_user(request.user, slug, Role.MEMBER)
     token = get_object_or_404(GatewayToken, pk=token_id, project=project)
+    if not can_revoke_gateway_token(request.user, role, token):
+        raise PermissionDenied(_("Only an admin or the token's creator can revoke it."))
     tokens.revoke_gateway_token(token, by=request.user, ip=audit.client_ip(request))
     messages.success(request, _("Token “%(name)s” revoked.") % {"name": token.name})
     return redirect("dashboard:project", slug=project.slug)

@@ -335,13 +335,26 @@ def test_a_token_form_without_an_environment_shows_an_error(as_user, alpha, bob)
     assert not GatewayToken.objects.exists()
 
 
-def test_a_member_revokes_a_token(as_user, alpha, alice, bob):
-    token, plaintext = create_gateway_token(_env(alpha), "ci", by=alice)
+def test_a_member_revokes_their_own_token(as_user, alpha, bob):
+    token, plaintext = create_gateway_token(_env(alpha), "ci", by=bob)
     r = as_user(bob).post(f"/projects/alpha/tokens/{token.pk}/revoke/")
     assert r.status_code == 302
     assert gateway_token_for(plaintext) is None
     html = as_user(bob).get("/projects/alpha/").content.decode()
     assert "revoked" in html
+    assert f"/tokens/{token.pk}/revoke/" not in html
+
+
+def test_only_an_admin_revokes_someone_elses_token(as_user, alpha, alice, bob):
+    token, plaintext = create_gateway_token(_env(alpha), "shared", by=alice)
+    html = as_user(bob).get("/projects/alpha/").content.decode()
+    assert f"/tokens/{token.pk}/revoke/" not in html
+    assert as_user(bob).post(f"/projects/alpha/tokens/{token.pk}/revoke/").status_code == 403
+    assert gateway_token_for(plaintext) == token
+    mine, _ = create_gateway_token(_env(alpha), "bobs", by=bob)
+    html = as_user(alice).get("/projects/alpha/").content.decode()
+    assert f"/tokens/{mine.pk}/revoke/" in html
+    assert as_user(alice).post(f"/projects/alpha/tokens/{mine.pk}/revoke/").status_code == 302
 
 
 # Environments
