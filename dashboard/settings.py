@@ -180,6 +180,11 @@ CELERY_BEAT_SCHEDULE["flush-calls"] = {
 CELERY_BEAT_SCHEDULE["import-provider-usage"] = {
     "task": "usage.tasks.import_provider_usage", "schedule": crontab(hour=1, minute=30),
 }
+# Budgets (usage/budgets.py): every flush checks the projects it touched; this is the
+# safety net, plus health alerts, lost alert emails and the gateway's hard limits.
+CELERY_BEAT_SCHEDULE["check-budgets"] = {
+    "task": "usage.tasks.check_budgets", "schedule": 300.0, "options": {"expires": 300.0},
+}
 # Call records wait here (append-only) while Redis is unreachable; replayed by the flush.
 SPOOL_DIR = Path(env.str("SPOOL_DIR", default=str(localmode.VAR_DIR / "spool")))
 

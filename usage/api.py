@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,10 +20,10 @@ from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
-from accounts import tokens
+from accounts import audit, tokens
 from accounts.access import project_for_user
-from accounts.models import GatewayToken
-from usage import pipeline, provider_import, rollups
+from accounts.models import GatewayToken, Role
+from usage import budgets, pipeline, provider_import, rollups
 from usage.records import CallRecord
 
 router = Router(tags=["usage"])
@@ -184,3 +185,59 @@ def project_spend(
     if include_provider:
         provider_import.add_provider_costs(report, project, start_day, end_day)
     return report
+
+
+# Budgets (rules in usage/budgets.py)
+
+
+class BudgetIn(Schema):
+    monthly_limit_usd: Decimal = Field(description='USD per calendar month, e.g. "100.00"')
+    thresholds: list[int] = Field(
+        default_factory=lambda: [80, 100], description="percent of the limit that alert, 1–1000"
+    )
+    hard_limit: bool = Field(default=False, description="the gateway refuses calls over it")
+    recipients: list[str] = Field(
+        default_factory=list, description="extra email addresses besides the admins"
+    )
+    notify_admins: bool = True
+    webhook_url: str = Field(default="", description="optional JSON POST receiver; never shown")
+
+
+@router.get(
+    "/projects/{slug}/budget",
+    response={200: dict[str, Any], 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    summary="The budget, with this month's spend, percent and forecast",
+)
+def get_budget(request: HttpRequest, slug: str, environment: str | None = None):
+    """Money is a decimal string; forecast_usd is null until 3 days of data this month."""
+    project, _ = project_for_user(request.auth, slug)
+    return budgets.budget_summary(budgets.budget_for(project, environment))
+
+
+@router.put(
+    "/projects/{slug}/budget",
+    response={200: dict[str, Any], 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    summary="Set the project's (or ?environment=) monthly budget; admins only",
+)
+def put_budget(request: HttpRequest, slug: str, payload: BudgetIn, environment: str | None = None):
+    project, _ = project_for_user(request.auth, slug, Role.ADMIN)
+    budget = budgets.set_budget(
+        project, environment=budgets.environment_named(project, environment),
+        monthly_limit_usd=payload.monthly_limit_usd, thresholds=payload.thresholds,
+        hard_limit=payload.hard_limit, extra_recipients=payload.recipients,
+        notify_admins=payload.notify_admins, webhook_url=payload.webhook_url,
+        by=request.auth, ip=audit.client_ip(request),
+    )  # fmt: skip
+    return budgets.budget_summary(budget)
+
+
+@router.delete(
+    "/projects/{slug}/budget",
+    response={204: None, 400: ErrorOut, 403: ErrorOut, 404: ErrorOut},
+    summary="Remove the budget (and its hard limit); admins only",
+)
+def delete_budget(request: HttpRequest, slug: str, environment: str | None = None):
+    project, _ = project_for_user(request.auth, slug, Role.ADMIN)
+    budgets.remove_budget(budgets.budget_for(project, environment), by=request.auth,
+                          ip=audit.client_ip(request))  # fmt: skip
+    return Status(204, None)

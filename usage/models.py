@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.db import models
@@ -174,3 +175,163 @@ class ProviderDailyUsage(models.Model):
                 name="providerdailyusage_unique",
             )
         ]
+
+
+# Budgets and alerts (rules in usage/budgets.py, delivery in usage/alerts.py)
+
+
+def default_thresholds() -> list[int]:
+    return [80, 100]
+
+
+class Budget(models.Model):
+    """A monthly spend limit for a project, or for one of its environments.
+
+    The period is the calendar month in settings.TIME_ZONE. Spend is always read for
+    the current period's days, so a new month starts at zero without any reset job.
+    """
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="budgets")
+    environment = models.ForeignKey(
+        Environment, models.CASCADE, null=True, blank=True, related_name="budgets",
+        help_text=_("empty: the whole project"),
+    )  # fmt: skip
+    monthly_limit_usd = models.DecimalField(_("monthly limit (USD)"), max_digits=18,
+                                            decimal_places=2)  # fmt: skip
+    thresholds = models.JSONField(_("alert thresholds (%)"), default=default_thresholds)
+    hard_limit = models.BooleanField(_("refuse calls over the limit"), default=False)
+    extra_recipients = models.JSONField(_("extra recipients"), default=list, blank=True)
+    notify_admins = models.BooleanField(_("email the project's admins"), default=True)
+    webhook_url = models.URLField(_("webhook URL"), max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "environment"], name="budget_unique_environment"
+            ),
+            # NULLs are distinct in a unique index: one project-wide budget needs its own.
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=models.Q(environment__isnull=True),
+                name="budget_unique_project_wide",
+            ),  # fmt: skip
+            models.CheckConstraint(
+                condition=models.Q(monthly_limit_usd__gt=0), name="budget_limit_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.environment.name if self.environment_id else "all environments"
+        return f"{self.project} ({scope}): ${self.monthly_limit_usd}/month"
+
+    # The rules live in usage.budgets; these methods are the model's face of them.
+
+    def period_start(self, now: datetime | None = None) -> date:
+        from usage import budgets
+
+        return budgets.period_start(now)
+
+    def period_end(self, now: datetime | None = None) -> date:
+        from usage import budgets
+
+        return budgets.period_end(now)
+
+    def spend_this_period(self, now: datetime | None = None) -> Decimal:
+        from usage import budgets
+
+        return budgets.spend_between(self, self.period_start(now), self.period_end(now))
+
+    def crossed_thresholds(self, spend: Decimal) -> list[int]:
+        """The thresholds (percent) that `spend` has reached, lowest first."""
+        return [t for t in sorted(self.thresholds) if spend * 100 >= self.monthly_limit_usd * t]
+
+    def percent(self, spend: Decimal) -> Decimal:
+        return (spend * 100 / self.monthly_limit_usd).quantize(Decimal("0.1"))
+
+    def forecast(self, now: datetime | None = None) -> Decimal | None:
+        from usage import budgets
+
+        return budgets.forecast(self, now)
+
+
+class BudgetAlert(models.Model):
+    """One alert of one budget in one period. The unique constraint is what makes an
+    alert exactly-once: only the evaluator whose INSERT created the row sends it."""
+
+    class Kind(models.TextChoices):
+        THRESHOLD = "threshold", _("threshold")
+        FORECAST = "forecast", _("forecast")
+
+    budget = models.ForeignKey(Budget, models.CASCADE, related_name="alerts")
+    period = models.DateField()  # first day of the month in settings.TIME_ZONE
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    threshold = models.PositiveSmallIntegerField(default=0)  # percent; 0 for forecast
+    spend_usd = models.DecimalField(**MONEY)
+    limit_usd = models.DecimalField(max_digits=18, decimal_places=2)
+    forecast_usd = models.DecimalField(**MONEY, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    attempts = models.PositiveIntegerField(default=0)
+    # Retries are scheduled for this time; a sweep re-queues alerts whose retry was lost.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_to = models.JSONField(default=list, blank=True)  # so a retry skips them
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    webhook_attempts = models.PositiveIntegerField(default=0)
+    webhook_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["budget", "period", "kind", "threshold"], name="budgetalert_once"
+            )
+        ]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(sent_at__isnull=True),
+                name="budgetalert_unsent",
+            )  # fmt: skip
+        ]
+
+    def __str__(self) -> str:
+        what = f"{self.threshold}%" if self.kind == self.Kind.THRESHOLD else "forecast"
+        return f"{self.budget.project} {self.period:%Y-%m} {what}"
+
+
+class HealthAlert(models.Model):
+    """One episode of an unhealthy project: opened when a condition starts, closed when
+    it clears. At most one open episode per (project, kind, episode_key) — the partial
+    unique constraint — so each episode alerts once however many checks see it."""
+
+    class Kind(models.TextChoices):
+        SUCCESS_RATE = "success_rate", _("success rate")
+        LATENCY = "latency", _("latency")
+        UNPRICED_MODEL = "unpriced_model", _("unpriced model")
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="health_alerts")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    episode_key = models.CharField(max_length=100, blank=True)  # the model, for unpriced
+    opened_at = models.DateTimeField(default=timezone.now)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_to = models.JSONField(default=list, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-opened_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "kind", "episode_key"],
+                condition=models.Q(closed_at__isnull=True),
+                name="healthalert_one_open_episode",
+            )  # fmt: skip
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} {self.kind} {self.episode_key} {self.opened_at:%Y-%m-%d %H:%M}"
