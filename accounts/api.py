@@ -377,3 +377,59 @@ def revoke_token(request: HttpRequest, slug: str, id: int):
         raise PermissionDenied("Only an admin or the token's creator can revoke it.")
     tokens.revoke_gateway_token(token, by=_user(request), ip=client_ip(request))
     return token
+
+
+# ---- key hygiene -----------------------------------------------------------------------
+
+
+class HygieneOut(Schema):
+    id: int
+    kind: str = Field(..., description="api, admin (provider keys) or token (gateway tokens)")
+    project: str
+    environment: str
+    name: str
+    masked: str
+    status: str
+    age_days: int
+    rotation_days: int
+    stage: str | None = Field(..., description="ok, due or overdue; null unless active")
+    flags: list[str] = Field(..., description="unused, shared, invalid, leaked")
+    issued_at: datetime
+    last_used_at: datetime | None
+    last_validated_at: datetime | None
+
+
+class ValidationOut(Schema):
+    id: int
+    result: str = Field(..., description="valid, invalid or unknown (provider unreachable)")
+    status_code: int | None
+    detail: str
+    last_validated_at: datetime | None
+    invalid_at: datetime | None
+
+
+@router.get("/keys/hygiene", response={200: list[HygieneOut], 401: ErrorOut}, tags=["keys"])
+def key_hygiene(request: HttpRequest):
+    """Every key and gateway token in the projects the caller can see: age, stage, flags."""
+    from accounts.hygiene import hygiene_for_user
+
+    return hygiene_for_user(_user(request))
+
+
+@router.post(
+    "/projects/{slug}/keys/{id}/validate",
+    response={200: ValidationOut, **_ERRORS},
+    tags=["keys"],
+)
+def validate_key(request: HttpRequest, slug: str, id: int):
+    """Ask the provider whether the key still works (admin). Network trouble is "unknown"."""
+    from accounts.validation import validate_key as validate
+
+    project, _ = _project(request, slug, Role.ADMIN)
+    key = _key(project, id)
+    result = validate(key, by=_user(request), ip=client_ip(request))
+    return {
+        **result.as_dict(),
+        "last_validated_at": key.last_validated_at,
+        "invalid_at": key.invalid_at,
+    }

@@ -11,6 +11,8 @@ by the request's model name:
   slow-MS          waits MS milliseconds before answering
   unauthorized     401 invalid_api_key
   drip-MS          streams its chunks MS milliseconds apart
+
+A bearer key in `rejected_keys` gets 401 invalid_api_key on every path (a revoked key).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Received:
 class FakeUpstream:
     received: list[Received] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
+    rejected_keys: set[str] = field(default_factory=set)
     record: bool = True
     usage: dict = field(default_factory=lambda: {
         "prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
@@ -73,6 +76,11 @@ class FakeUpstream:
         except ValueError:
             return await self._json(send, 400, _error("bad json", "invalid_request_error"))
         model = str(payload.get("model", ""))
+        if self.rejected_keys:
+            auth = dict(scope["headers"]).get(b"authorization", b"").decode()
+            if auth.removeprefix("Bearer ") in self.rejected_keys:
+                return await self._json(send, 401, _error(
+                    "Incorrect API key provided", "invalid_request_error", "invalid_api_key"))
         if path == "/v1/models":
             return await self._json(send, 200, {"object": "list", "data": [
                 {"id": "gpt-4o-mini", "object": "model", "created": 1, "owned_by": "openai"}]})
