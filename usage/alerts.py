@@ -94,7 +94,7 @@ def budget_context(alert: BudgetAlert) -> dict[str, Any]:
     return {
         "alert": alert,
         "project": budget.project,
-        "environment": budget.environment.name if budget.environment_id else None,
+        "environment": budget.environment_name,
         "period": alert.period,
         "spend": money_str(alert.spend_usd.quantize(budgets.CENT)),
         "limit": money_str(alert.limit_usd),
@@ -131,7 +131,7 @@ def _deliver(model: type[models.Model], alert_id: int,
     sent = 0
     with transaction.atomic():
         # The row lock serializes duplicate tasks: the second one waits, then sees sent_at.
-        alert: Any = model.objects.select_for_update().filter(pk=alert_id).first()
+        alert: Any = model._default_manager.select_for_update().filter(pk=alert_id).first()
         if alert is None or alert.sent_at is not None:
             return 0
         recipients, template, context = build(alert)

@@ -12,15 +12,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 import redis
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator, validate_email
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.http import Http404
@@ -29,6 +27,14 @@ from django.utils import timezone
 from accounts import audit
 from accounts.models import Environment, Project, User
 from dashboard.redis_client import get_redis
+from usage.budget_fields import (  # noqa: F401  (budget_summary: part of this module's API)
+    budget_summary,
+    clean_limit,
+    clean_recipients,
+    clean_thresholds,
+    clean_webhook_url,
+    snapshot,
+)
 from usage.models import Budget, BudgetAlert, DailyUsage
 from usage.rollups import money_str, to_units
 
@@ -38,8 +44,6 @@ log = logging.getLogger(__name__)
 BUDGET_KEY = "km:budget:{project_id}"
 FORECAST_MIN_DAYS = 3  # days with data in the period before a forecast is made
 TRAILING_DAYS = 7
-MAX_THRESHOLDS = 10
-MAX_RECIPIENTS = 20
 CENT = Decimal("0.01")
 
 
@@ -142,7 +146,7 @@ class BudgetCheck:
 
     def line(self) -> str:
         b = self.budget
-        scope = f"{b.project.slug}/{b.environment.name}" if b.environment_id else b.project.slug
+        scope = f"{b.project.slug}/{b.environment_name}" if b.environment_id else b.project.slug
         forecast = f", forecast ${money_str(self.forecast)}" if self.forecast is not None else ""
         alerted = ", ".join(_alert_label(a) for a in self.alerts) or "nothing new"
         return (
@@ -242,74 +246,6 @@ def budget_for(project: Project, environment: str | None = None) -> Budget:
     return budget
 
 
-def clean_limit(value: Any) -> Decimal:
-    try:
-        amount = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise ValidationError("monthly_limit_usd must be an amount in USD, like 100.00.") from None
-    if not amount.is_finite() or amount <= 0:
-        raise ValidationError("monthly_limit_usd must be more than 0.")
-    if amount != amount.quantize(CENT):
-        raise ValidationError("monthly_limit_usd can have at most 2 decimal places (cents).")
-    if amount >= Decimal(10) ** 16:
-        raise ValidationError("monthly_limit_usd is too large.")
-    return amount.quantize(CENT)
-
-
-def clean_thresholds(values: Any) -> list[int]:
-    if not isinstance(values, list | tuple) or not values:
-        raise ValidationError("thresholds must be a list of percentages, like [80, 100].")
-    if len(values) > MAX_THRESHOLDS:
-        raise ValidationError(f"Set at most {MAX_THRESHOLDS} thresholds.")
-    for value in values:
-        if type(value) is not int or not 1 <= value <= 1000:
-            raise ValidationError("Each threshold must be a whole percentage from 1 to 1000.")
-    return sorted(set(values))
-
-
-def clean_recipients(values: Any) -> list[str]:
-    if not isinstance(values, list | tuple):
-        raise ValidationError("recipients must be a list of email addresses.")
-    cleaned: list[str] = []
-    for value in values:
-        address = str(value).strip().lower()
-        try:
-            validate_email(address)
-        except ValidationError:
-            raise ValidationError(f"'{str(value)[:100]}' is not an email address.") from None
-        if address not in cleaned:
-            cleaned.append(address)
-    if len(cleaned) > MAX_RECIPIENTS:
-        raise ValidationError(f"Add at most {MAX_RECIPIENTS} extra recipients.")
-    return cleaned
-
-
-def clean_webhook_url(value: str) -> str:
-    value = (value or "").strip()
-    if value:
-        try:
-            URLValidator(schemes=["http", "https"])(value)
-        except ValidationError:
-            raise ValidationError("webhook_url must be an http(s) URL.") from None
-        if len(value) > Budget._meta.get_field("webhook_url").max_length:
-            raise ValidationError("webhook_url is too long.")
-    return value
-
-
-def _snapshot(budget: Budget | None) -> dict[str, Any] | None:
-    if budget is None:
-        return None
-    # The webhook URL often carries a token (Slack): the audit log keeps its host only.
-    return {
-        "monthly_limit_usd": str(budget.monthly_limit_usd),
-        "thresholds": list(budget.thresholds),
-        "hard_limit": budget.hard_limit,
-        "extra_recipients": list(budget.extra_recipients),
-        "notify_admins": budget.notify_admins,
-        "webhook_host": urlsplit(budget.webhook_url).hostname if budget.webhook_url else None,
-    }
-
-
 def set_budget(
     project: Project,
     *,
@@ -343,7 +279,7 @@ def set_budget(
         budget = (
             Budget.objects.select_for_update().filter(project=project, environment=environment)
         ).first()
-        old = _snapshot(budget)
+        old = snapshot(budget)
         if budget is None:
             try:
                 with transaction.atomic():
@@ -359,7 +295,7 @@ def set_budget(
             budget.save()
         audit.record("budget.set", actor=by, project=project, target=budget, ip=ip,
                      environment=environment.name if environment else None,
-                     old=old, new=_snapshot(budget))  # fmt: skip
+                     old=old, new=snapshot(budget))  # fmt: skip
     publish_budget_limit(project)
     evaluate_budget(budget)
     return budget
@@ -369,8 +305,8 @@ def remove_budget(budget: Budget, *, by: User | None = None, ip: str | None = No
     project = budget.project
     with transaction.atomic():
         audit.record("budget.remove", actor=by, project=project, target=budget, ip=ip,
-                     environment=budget.environment.name if budget.environment_id else None,
-                     old=_snapshot(budget))  # fmt: skip
+                     environment=budget.environment_name,
+                     old=snapshot(budget))  # fmt: skip
         budget.delete()
     publish_budget_limit(project)
 
@@ -414,39 +350,6 @@ def publish_all_budget_limits() -> int:
         except redis.RedisError:
             log.warning("could not publish budget limits", exc_info=True)
     return len(values)
-
-
-def budget_summary(budget: Budget, now: datetime | None = None) -> dict[str, Any]:
-    """The API's view of a budget: settings, this period's spend, percent and forecast."""
-    now = now or timezone.now()
-    daily = daily_spend(budget, now)
-    spend = sum(daily.values(), Decimal(0))
-    projected = forecast(budget, now, daily)
-    sent = BudgetAlert.objects.filter(budget=budget, period=period_start(now)).order_by("id")
-    return {
-        "project": budget.project.slug,
-        "environment": budget.environment.name if budget.environment_id else None,
-        "monthly_limit_usd": str(budget.monthly_limit_usd),
-        "thresholds": list(budget.thresholds),
-        "hard_limit": budget.hard_limit,
-        "recipients": list(budget.extra_recipients),
-        "notify_admins": budget.notify_admins,
-        "webhook": bool(budget.webhook_url),  # the URL itself may hold a token: never shown
-        "period_start": period_start(now).isoformat(),
-        "period_end": period_end(now).isoformat(),
-        "spend_this_period": money_str(spend),
-        "percent": str(budget.percent(spend)),
-        "forecast_usd": money_str(projected) if projected is not None else None,
-        "alerts": [
-            {
-                "kind": a.kind,
-                "threshold": a.threshold,
-                "created_at": a.created_at.isoformat(),
-                "sent": a.sent_at is not None,
-            }  # fmt: skip
-            for a in sent
-        ],
-    }
 
 
 # The periodic run: what the beat task and `manage.py check_budgets` do

@@ -44,7 +44,7 @@ def _stats(project_ids, since: datetime, until: datetime) -> dict[int, dict[str,
         errors=Count("id", filter=Q(status_code__gte=400)),
         slow=Count("id", filter=Q(latency_ms__gt=P95_LATENCY_MAX_MS)),
     )
-    return {r["project_id"]: r for r in rows}
+    return {r["project_id"]: {k: int(v) for k, v in r.items()} for r in rows}
 
 
 def _unpriced(project_ids, since: datetime, until: datetime) -> set[tuple[int, str]]:

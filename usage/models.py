@@ -223,8 +223,11 @@ class Budget(models.Model):
         ]
 
     def __str__(self) -> str:
-        scope = self.environment.name if self.environment_id else "all environments"
-        return f"{self.project} ({scope}): ${self.monthly_limit_usd}/month"
+        return f"{self.project} ({self.environment_name or 'all environments'})"
+
+    @property
+    def environment_name(self) -> str | None:
+        return self.environment.name if self.environment is not None else None
 
     # The rules live in usage.budgets; these methods are the model's face of them.
 

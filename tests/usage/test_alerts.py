@@ -14,7 +14,7 @@ from tests.support.servers import serve
 from tests.support.smtp import celery_worker, html_body, smtp_server, text_body, wait_until
 from tests.usage.budget_helpers import add_test_price, spend
 from usage import alerts, budgets, health
-from usage.models import BudgetAlert, HealthAlert
+from usage.models import BudgetAlert, HealthAlert, ModelPrice
 
 
 @pytest.fixture
@@ -213,17 +213,31 @@ def test_a_health_episode_alerts_once_and_a_new_one_alerts_again(
 
 def test_slow_calls_and_unpriced_models_alert(production, alpha):
     _calls(production, 18)
-    _calls(production, 2, latency_ms=2500)  # 10 % slow: p95 is above 2 s
+    _calls(production, 2, latency_ms=2500)  # 2 of 20 took over 2 s: the p95 is above it
     _calls(production, 1, model="brand-new-model")
     opened = health.check_health()
     assert sorted((a.kind, a.episode_key) for a in opened) == [
         ("latency", ""), ("unpriced_model", "brand-new-model"),
     ]  # fmt: skip
+    assert opened[0].detail["calls"] == 21
 
-    _calls(production, 1)  # 1 slow of 21 → p95 is fast: a slow call alone is no episode
-    HealthAlert.objects.all().delete()
-    _calls(production, 100)
-    assert [a.kind for a in health.check_health()] == ["unpriced_model"]
+
+def test_one_slow_call_in_twenty_is_within_the_p95(production, alpha):
+    _calls(production, 19)
+    _calls(production, 1, latency_ms=5000)
+    assert health.check_health() == []
+
+
+def test_an_unpriced_model_episode_closes_once_the_model_has_a_price(production, alpha):
+    _calls(production, 1, model="brand-new-model")
+    assert len(health.check_health()) == 1
+    later = timezone.now() + timedelta(minutes=20)  # the unpriced call left the window
+    assert health.check_health(now=later) == []
+    assert HealthAlert.objects.get().closed_at is None  # still unpriced: stays open
+    ModelPrice.objects.create(model="brand-new-model", input_per_1m=1, output_per_1m=1,
+                              effective_from=timezone.now())  # fmt: skip
+    assert health.check_health(now=later) == []
+    assert HealthAlert.objects.get().closed_at == later
 
 
 def test_few_calls_are_not_enough_to_judge(production, alpha):

@@ -225,7 +225,6 @@ def live(transactional_db, alpha, settings):
     return alpha.environments.get(name="production")
 
 
-@pytest.mark.skipif(connection.vendor == "sqlite", reason="SQLite serializes all writers")
 def test_two_evaluators_racing_create_one_alert_and_send_one_email(live, alpha, settings):
     budget = make_budget(alpha)
     spend(live, "85", timezone.now())
