@@ -9,7 +9,8 @@ environments and tokens, and deletes them at the end (--keep to look at them).
 Run 1 pushes the records into km:calls and times flush workers (subprocesses running
 usage.pipeline.flush_calls) until the stream is drained: calls/s against the 5,000/s
 target. Run 2 pushes a fresh set and SIGKILLs the worker --kills times while it works,
-restarting it each time; it then checks that ApiCall rows == records pushed == the sum
+restarting it each time (its acks are delayed by up to --ack-delay-ms so that some
+kills land between commit and ack); it then checks that ApiCall rows == records pushed == the sum
 of DailyUsage.calls (and HourlyUsage), exactly, with costs matching to 1e-10 USD.
 """
 
@@ -66,12 +67,22 @@ def _setup_django() -> None:
 # Worker (a subprocess): flush until the stream and the group's pending list are empty.
 
 
-def worker(batch_size: int, claim_idle_ms: int) -> None:
+def worker(batch_size: int, claim_idle_ms: int, ack_delay_ms: int) -> None:
     _setup_django()
     from dashboard.redis_client import get_redis
     from usage import pipeline
 
     r = get_redis()
+    if ack_delay_ms:
+        # Bench only: a slow ack (as with a distant Redis) widens the window between
+        # commit and ack, so some of the supervisor's kills land in it.
+        ack = pipeline._ack
+
+        def slow_ack(client, entry_ids):
+            time.sleep(random.uniform(0, ack_delay_ms / 1000))
+            ack(client, entry_ids)
+
+        pipeline._ack = slow_ack
     while True:
         result = pipeline.flush_calls(batch_size, claim_idle_ms=claim_idle_ms)
         if result.duplicates:
@@ -84,10 +95,10 @@ def worker(batch_size: int, claim_idle_ms: int) -> None:
             time.sleep(0.05)  # only a dead worker's entries are left: wait until claimable
 
 
-def _start_worker(batch_size: int, claim_idle_ms: int) -> subprocess.Popen:
+def _start_worker(batch_size: int, claim_idle_ms: int, ack_delay_ms: int = 0) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, __file__, "--worker", "--batch-size", str(batch_size),
-         "--claim-idle-ms", str(claim_idle_ms)],
+         "--claim-idle-ms", str(claim_idle_ms), "--ack-delay-ms", str(ack_delay_ms)],
         cwd=ROOT, env=os.environ.copy(),
     )  # fmt: skip
 
@@ -113,18 +124,21 @@ def _push(project, tokens, count: int) -> float:
     from usage.records import CallRecord
 
     rng = random.Random(count)
-    start = datetime.now(UTC) - timedelta(days=2)
+    # In time order, as the gateway pushes them: the calls of two days, so batches cross
+    # hour and day buckets.
+    start = (datetime.now(UTC) - timedelta(days=2)).timestamp()
+    step = 2 * 86400 / count
     r = get_redis()
     began = time.perf_counter()
     for first in range(0, count, 5000):
         with r.pipeline(transaction=False) as pipe:
-            for _ in range(first, min(first + 5000, count)):
+            for i in range(first, min(first + 5000, count)):
                 token = rng.choice(tokens)
                 inp = rng.randint(10, 4000)
                 out = rng.randint(1, 1500)
                 record = CallRecord(
                     request_id=f"bench_{uuid.uuid4().hex}",
-                    created_at=(start + timedelta(seconds=rng.randint(0, 2 * 86400))).timestamp(),
+                    created_at=start + i * step,
                     project_id=project.pk, environment_id=token.environment_id,
                     provider_key_id=None, gateway_token_id=token.pk,
                     endpoint="/v1/chat/completions", model=rng.choice(MODELS),
@@ -206,7 +220,7 @@ def run_with_kills(args) -> bool:
     rng = random.Random()
     kills = 0
     began = time.perf_counter()
-    proc = _start_worker(args.batch_size, args.claim_idle_ms)
+    proc = _start_worker(args.batch_size, args.claim_idle_ms, args.ack_delay_ms)
     # Kill when the stream has shrunk past each of `kills` evenly spaced marks, at a
     # random moment inside a flush (read, insert, commit, ack: wherever it happens to be).
     marks = [args.records * (1 - (k + 1) / (args.kills + 2)) for k in range(args.kills)]
@@ -214,20 +228,21 @@ def run_with_kills(args) -> bool:
         if proc.poll() is not None:  # finished early: nothing left to kill
             break
         if kills < args.kills and r.xlen(pipeline.STREAM) <= marks[kills]:
-            time.sleep(rng.uniform(0, 0.2))
+            time.sleep(rng.uniform(0, 1.0))  # about two flush cycles
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
-            proc = _start_worker(args.batch_size, args.claim_idle_ms)
+            proc = _start_worker(args.batch_size, args.claim_idle_ms, args.ack_delay_ms)
         time.sleep(0.01)
     proc.wait()
     took = time.perf_counter() - began
     stats = {k.decode(): int(v) for k, v in r.hgetall("bench:stats").items()}
     print(
-        f"run 2: {args.records:,} records, worker SIGKILLed {kills} times and restarted: "
+        f"run 2: {args.records:,} records, acks delayed 0-{args.ack_delay_ms} ms, worker "
+        f"SIGKILLed {kills} times and restarted: "
         f"drained in {took:.1f} s = {args.records / took:,.0f} calls/s; after the kills "
-        f"{stats.get('reclaimed', 0):,} entries were reclaimed from dead workers and "
-        f"{stats.get('duplicates', 0):,} were already committed (not counted again)"
+        f"{stats.get('reclaimed', 0):,} entries were reclaimed from dead workers, "
+        f"{stats.get('duplicates', 0):,} of them already committed (not counted again)"
     )
     exact, text = _check(project, args.records)
     print(f"run 2: {'EXACT' if exact else 'MISMATCH'}: {text}")
@@ -244,11 +259,13 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--claim-idle-ms", type=int, default=1000,
                         help="reclaim a dead worker's entries after this long")  # fmt: skip
+    parser.add_argument("--ack-delay-ms", type=int, default=150,
+                        help="run 2: delay each ack by up to this much")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the bench projects")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.batch_size, args.claim_idle_ms)
+        worker(args.batch_size, args.claim_idle_ms, args.ack_delay_ms)
         return 0
     _setup_django()
     from django.core.management import call_command
