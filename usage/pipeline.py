@@ -24,18 +24,15 @@ import time
 import weakref
 from dataclasses import asdict, dataclass, field
 from dataclasses import fields as dataclass_fields
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import redis
 import redis.asyncio
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 
-from accounts.models import Environment, GatewayToken, ProviderKey
 from dashboard.redis_client import get_redis
 from usage import rollups
 from usage.records import CallRecord
@@ -306,42 +303,6 @@ def _parse(raw: Any) -> CallRecord:
     return record
 
 
-def _price(records: list[CallRecord]) -> list[PricedCall]:
-    from usage.pricing import PriceBook
-
-    book = PriceBook.load()
-    tz = ZoneInfo(settings.TIME_ZONE)
-    env_ids = {r.environment_id for r in records}
-    env_project = dict(Environment.objects.filter(id__in=env_ids).values_list("id", "project_id"))
-    key_ids = {r.provider_key_id for r in records if r.provider_key_id}
-    keys = set(ProviderKey.objects.filter(id__in=key_ids).values_list("id", flat=True))
-    token_ids = {r.gateway_token_id for r in records if r.gateway_token_id}
-    tokens = set(GatewayToken.objects.filter(id__in=token_ids).values_list("id", flat=True))
-    priced = []
-    for r in records:
-        if env_project.get(r.environment_id) != r.project_id:
-            continue  # project or environment deleted
-        created = datetime.fromtimestamp(r.created_at, UTC)
-        hour, day = rollups.local_buckets(created, tz)
-        audio = Decimal(r.audio_seconds)
-        if not (r.input_tokens or r.output_tokens or audio):
-            cost: Decimal | None = Decimal(0)  # nothing billable: no price needed
-        else:
-            cost = book.cost(
-                r.model, created, input_tokens=r.input_tokens,
-                cached_input_tokens=r.cached_input_tokens, output_tokens=r.output_tokens,
-                reasoning_tokens=r.reasoning_tokens, audio_seconds=audio, batch=r.batch,
-            )  # fmt: skip
-            if cost is not None:
-                cost = cost.quantize(rollups.TEN_PLACES)
-        priced.append(PricedCall(
-            r, created, hour, day, cost, audio,
-            r.provider_key_id if r.provider_key_id in keys else None,
-            r.gateway_token_id if r.gateway_token_id in tokens else None,
-        ))  # fmt: skip
-    return priced
-
-
 def _store(calls: list[PricedCall]) -> list[PricedCall]:
     """ONE transaction: insert the calls, add only the inserted ones to the rollups."""
     with transaction.atomic():
@@ -402,7 +363,7 @@ def flush_calls(
             records[record.request_id] = record
             raws[record.request_id] = raw
     ordered = sorted(records.values(), key=lambda rec: rec.request_id)  # stable lock order
-    calls = _price(ordered)
+    calls = rollups.price_calls(ordered)
     result.skipped = len(ordered) - len(calls)
     if result.skipped:
         log.warning("skipped %d call records of deleted projects or environments",

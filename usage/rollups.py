@@ -1,5 +1,6 @@
-"""The database half of the flush: insert call rows, add only the new ones into the
-hourly and daily rollups, and keep the month-to-date spend counter in Redis.
+"""The database half of the flush: cost the records, insert call rows, add only the new
+ones into the hourly and daily rollups, and keep the month-to-date spend counter in
+Redis. Also the spend report, which reads the daily rollups.
 
 Raw SQL on purpose: one multi-row INSERT … ON CONFLICT (request_id) DO NOTHING
 RETURNING tells exactly which rows are new (Postgres, and SQLite ≥ 3.35), and one
@@ -23,9 +24,10 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Sum
 
-from accounts.models import Environment, Project, ProviderKey
+from accounts.models import Environment, GatewayToken, Project, ProviderKey
 from dashboard.redis_client import get_redis
 from usage.models import ApiCall, DailyUsage, HourlyUsage
+from usage.pricing import PriceBook
 from usage.records import CallRecord
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,41 @@ def check_database() -> None:
 def local_buckets(created: datetime, tz: ZoneInfo) -> tuple[datetime, date]:
     local = created.astimezone(tz)
     return local.replace(minute=0, second=0, microsecond=0), local.date()
+
+
+def price_calls(records: list[CallRecord]) -> list[PricedCall]:
+    """Cost each record and resolve its buckets; drop those of deleted projects/environments."""
+    book = PriceBook.load()
+    tz = ZoneInfo(settings.TIME_ZONE)
+    env_ids = {r.environment_id for r in records}
+    env_project = dict(Environment.objects.filter(id__in=env_ids).values_list("id", "project_id"))
+    key_ids = {r.provider_key_id for r in records if r.provider_key_id}
+    keys = set(ProviderKey.objects.filter(id__in=key_ids).values_list("id", flat=True))
+    token_ids = {r.gateway_token_id for r in records if r.gateway_token_id}
+    tokens = set(GatewayToken.objects.filter(id__in=token_ids).values_list("id", flat=True))
+    priced = []
+    for r in records:
+        if env_project.get(r.environment_id) != r.project_id:
+            continue  # project or environment deleted
+        created = datetime.fromtimestamp(r.created_at, UTC)
+        hour, day = local_buckets(created, tz)
+        audio = Decimal(r.audio_seconds)
+        if not (r.input_tokens or r.output_tokens or audio):
+            cost: Decimal | None = Decimal(0)  # nothing billable: no price needed
+        else:
+            cost = book.cost(
+                r.model, created, input_tokens=r.input_tokens,
+                cached_input_tokens=r.cached_input_tokens, output_tokens=r.output_tokens,
+                reasoning_tokens=r.reasoning_tokens, audio_seconds=audio, batch=r.batch,
+            )  # fmt: skip
+            if cost is not None:
+                cost = cost.quantize(TEN_PLACES)
+        priced.append(PricedCall(
+            r, created, hour, day, cost, audio,
+            r.provider_key_id if r.provider_key_id in keys else None,
+            r.gateway_token_id if r.gateway_token_id in tokens else None,
+        ))  # fmt: skip
+    return priced
 
 
 def _insert(

@@ -4,6 +4,8 @@ flush → ApiCall rows and rollups, and what happens when things fail half-way."
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import socket
 import uuid
 from datetime import UTC, datetime
@@ -310,3 +312,42 @@ def test_the_celery_task_drains_the_stream(prices, production):
 
     assert result["inserted"] == 3
     assert result["cost_usd"] == "0.000585"
+
+
+def test_the_gateway_enqueues_from_its_event_loop(prices, production):
+    records = [make_record(production) for _ in range(3)]
+
+    async def gateway_calls():
+        for record in records:
+            await pipeline.enqueue_async(record)
+
+    asyncio.run(gateway_calls())
+    asyncio.run(gateway_calls())  # a new loop gets its own client
+
+    assert pipeline.flush_calls().inserted == 3
+    assert DailyUsage.objects.get().calls == 3
+
+
+def _spool_lines(worker: int, count: int) -> None:
+    for i in range(count):
+        pipeline.spool(b'{"worker":%d,"i":%d}' % (worker, i))
+    os._exit(0)  # leave the parent's database connection and Redis pool alone
+
+
+def test_several_processes_spool_at_once_while_a_replay_runs(settings):
+    settings.SPOOL_DIR.mkdir(parents=True)
+    fork = multiprocessing.get_context("fork")
+    writers = [fork.Process(target=_spool_lines, args=(w, 3000)) for w in range(4)]
+    for writer in writers:
+        writer.start()
+    pushed = 0
+    while any(writer.is_alive() for writer in writers):
+        pushed += pipeline.replay_spool()
+    for writer in writers:
+        writer.join()
+    pushed += pipeline.replay_spool()
+
+    entries = get_redis().xrange(pipeline.STREAM)
+    lines = [fields[b"r"] for _, fields in entries]
+    assert pushed == len(lines) == 12000  # every line once: none lost, none cut, none twice
+    assert set(lines) == {b'{"worker":%d,"i":%d}' % (w, i) for w in range(4) for i in range(3000)}
