@@ -111,8 +111,10 @@ def check_rotation(now: datetime | None = None, *, deliver_now: bool = False) ->
                 continue
             try:
                 staged.emailed = notices.deliver_notice(staged.notice.pk)
-            except notices.NoticeNotSent as exc:
-                logger.warning("%s; queued for retry", exc)
+            except Exception as exc:  # the worker retries what could not be sent now
+                logger.warning(
+                    "key notice %s not sent now (%s); queued for retry", staged.notice.pk, exc
+                )
                 notices.queue_notice(staged.notice.pk)
     report.revoked = end_grace_periods(now)
     report.requeued = notices.requeue_unsent_notices()

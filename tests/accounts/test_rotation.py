@@ -1,5 +1,5 @@
-"""Rotation stages, one email per stage change (real SMTP server), grace periods, and a
-key rotated while calls run through the real gateway."""
+"""Rotation stages, one email per stage change (real SMTP server) and grace periods.
+Rotating while calls run through the real gateway: tests/usage/test_key_rotation.py."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import time
 from datetime import UTC, datetime, timedelta
 from email import policy
 
-import openai
 import pytest
 import time_machine
 from aiosmtpd.controller import Controller
 from django.core.management import call_command
+from django.db import OperationalError, connection
 
 from accounts import notices
 from accounts.keys import add_provider_key, rotate_key
@@ -23,12 +23,6 @@ from accounts.rotation import check_rotation
 from accounts.tokens import create_gateway_token
 from tests.conftest import make_user
 from tests.support.servers import free_port
-from tests.usage.conftest import (  # noqa: F401  (fixtures: the real gateway and upstream)
-    PROVIDER_SECRET,
-    gateway_setup,
-    keymeter_url,
-    upstream,
-)
 
 SECRET = "sk-proj-" + "a1B2c3D4e5" * 4 + "T3BlbkFJ" + "f6G7h8J9k0" * 4
 NEW_SECRET = "sk-proj-" + "Zz9Yy8Xx7w" * 4 + "T3BlbkFJ" + "Vv6Uu5Tt4s" * 4
@@ -167,9 +161,20 @@ def test_racing_runs_send_one_email(old_key, alice, inbox):
         try:
             with time_machine.travel(T0 + timedelta(days=77), tick=False):
                 barrier.wait()
-                check_rotation(deliver_now=True)
+                for _attempt in range(50):
+                    try:
+                        check_rotation(deliver_now=True)
+                        break
+                    except OperationalError as exc:
+                        # The suite's in-memory SQLite fails a writer at once ("table is
+                        # locked") instead of waiting; run again like the next beat would.
+                        if "locked" not in str(exc):
+                            raise
+                        time.sleep(0.05)
         except BaseException as exc:  # surfaced below
             errors.append(exc)
+        finally:
+            connection.close()
 
     threads = [threading.Thread(target=run) for _ in range(2)]
     for t in threads:
@@ -267,48 +272,3 @@ def test_the_command_prints_each_stage_and_who_it_emailed(old_key, alice, inbox,
     )  # the second run: staged, nothing emailed
     assert len(inbox.messages) == 1
     assert SECRET not in out
-
-
-CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
-
-
-def test_rotating_while_calls_run_fails_no_call(gateway_setup, alice):  # noqa: F811
-    from usage.gateway import gateway
-
-    default_ttl = gateway.routes.ttl
-    gateway.routes.ttl = 0.3
-    client = openai.OpenAI(
-        base_url=f"{gateway_setup['url']}/v1", api_key=gateway_setup["token"], max_retries=0
-    )
-    fake = gateway_setup["upstream"]
-    stop = threading.Event()
-    results: list[str] = []
-
-    def call_loop():
-        while not stop.is_set():
-            try:
-                client.chat.completions.create(**CHAT)
-                results.append("ok")
-            except Exception as exc:  # counted as a failed call
-                results.append(f"failed: {type(exc).__name__}")
-
-    try:
-        worker = threading.Thread(target=call_loop)
-        worker.start()
-        time.sleep(0.3)
-        rotate_key(gateway_setup["key"], NEW_SECRET, by=alice)
-        rotated_at = len(fake.received)
-        time.sleep(1.0)  # > the route cache TTL
-        stop.set()
-        worker.join(timeout=10)
-    finally:
-        gateway.routes.ttl = default_ttl
-
-    assert len(results) > 20 and set(results) == {"ok"}
-    sent_keys = [r.headers["authorization"] for r in fake.received]
-    assert sent_keys[0] == f"Bearer {PROVIDER_SECRET}"
-    assert sent_keys[-1] == f"Bearer {NEW_SECRET}"
-    # Once switched, it stays switched.
-    first_new = sent_keys.index(f"Bearer {NEW_SECRET}")
-    assert first_new >= rotated_at - 1
-    assert set(sent_keys[first_new:]) == {f"Bearer {NEW_SECRET}"}
