@@ -224,6 +224,10 @@ class ProviderKey(models.Model):
     def age_days(self, now: datetime | None = None) -> int:
         return age_in_days(self.issued_at, now)
 
+    @property
+    def rotation_since(self) -> datetime:
+        return self.issued_at
+
     def rotation_stage(self, now: datetime | None = None) -> str:
         return rotation_stage_for(self.issued_at, self.project.rotation_days, now)
 
@@ -268,6 +272,10 @@ class GatewayToken(models.Model):
 
     def age_days(self, now: datetime | None = None) -> int:
         return age_in_days(self.created_at, now)
+
+    @property
+    def rotation_since(self) -> datetime:
+        return self.created_at
 
     def rotation_stage(self, now: datetime | None = None) -> str:
         return rotation_stage_for(self.created_at, self.project.rotation_days, now)

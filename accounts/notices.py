@@ -92,7 +92,6 @@ def _context(notice: KeyStageNotice, user: User) -> dict:
     subject = notice.subject
     project = notice.project
     is_key = isinstance(subject, ProviderKey)
-    since = subject.issued_at if is_key else subject.created_at
     return {
         "user": user,
         "notice": notice,
@@ -103,7 +102,7 @@ def _context(notice: KeyStageNotice, user: User) -> dict:
         "name": subject.name,
         "masked": subject.masked,
         "age_days": subject.age_days(),
-        "since": since,
+        "since": subject.rotation_since,
         "policy_days": project.rotation_days,
         "grace_hours": settings.ROTATION_GRACE_HOURS,
         "url": settings.SITE_URL + reverse("dashboard:project", args=[project.slug]),

@@ -73,9 +73,9 @@ def _stage_one(subject: ProviderKey | GatewayToken, now: datetime, queue: bool) 
         staged.notice = notices.open_notice(
             project=subject.project,
             stage=stage,
-            episode=subject.issued_at if is_key else subject.created_at,
-            provider_key=subject if is_key else None,
-            gateway_token=None if is_key else subject,
+            episode=subject.rotation_since,
+            provider_key=subject if isinstance(subject, ProviderKey) else None,
+            gateway_token=subject if isinstance(subject, GatewayToken) else None,
             queue=queue,
         )
         if staged.notice is not None:
@@ -103,7 +103,9 @@ def check_rotation(now: datetime | None = None, *, deliver_now: bool = False) ->
     active_tokens = GatewayToken.objects.filter(revoked_at__isnull=True).select_related(
         "project", "environment"
     )
-    for subject in [*active_keys.order_by("pk"), *active_tokens.order_by("pk")]:
+    subjects: list[ProviderKey | GatewayToken] = [*active_keys.order_by("pk")]
+    subjects += active_tokens.order_by("pk")
+    for subject in subjects:
         report.staged.append(_stage_one(subject, now, queue=not deliver_now))
     if deliver_now:
         for staged in report.staged:
