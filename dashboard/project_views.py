@@ -13,6 +13,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, F, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.formats import date_format
+from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
@@ -106,6 +108,7 @@ def _project_page(
         "token_form": bound.get("token_form") or (GatewayTokenForm(project) if is_member else None),
         "rotate_form": bound.get("rotate_form"),
         "rotate_key_id": bound.get("rotate_key_id"),
+        "rotation_grace_hours": keys.rotation_grace().total_seconds() / 3600,
     }
     return render(request, "dashboard/project.html", ctx, status=status)
 
@@ -177,8 +180,12 @@ def rotate_key(request: AuthenticatedHttpRequest, slug: str, key_id: int) -> Htt
         else:
             messages.success(
                 request,
-                _("Rotated: %(new)s is now active; %(old)s keeps working for 24 hours.")
-                % {"new": new.masked, "old": key.masked},
+                _("Rotated: %(new)s is now active; %(old)s keeps working until %(until)s.")
+                % {
+                    "new": new.masked,
+                    "old": key.masked,
+                    "until": date_format(localtime(key.retiring_until), "DATETIME_FORMAT"),
+                },
             )
             return redirect("dashboard:project", slug=project.slug)
     return _project_page(request, project, role, status=400, rotate_form=form, rotate_key_id=key.pk)

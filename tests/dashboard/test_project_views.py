@@ -257,14 +257,18 @@ def test_secrets_never_reach_the_logs(as_user, alpha, alice, caplog):
     assert OTHER_SECRET not in caplog.text
 
 
-def test_admin_rotates_a_key(as_user, alpha, alice):
+def test_admin_rotates_a_key(as_user, alpha, alice, settings):
+    settings.ROTATION_GRACE_HOURS = 6
     key = add_provider_key(_env(alpha), SECRET, by=alice)
     client = as_user(alice)
+    assert "keeps working for 6 hours" in client.get("/projects/alpha/").content.decode()
     r = client.post(f"/projects/alpha/keys/{key.pk}/rotate/", {"secret": OTHER_SECRET})
     assert r.status_code == 302
     key.refresh_from_db()
     assert key.status == "retiring"
+    assert key.retiring_until - timezone.now() < timedelta(hours=6, minutes=1)
     html = client.get("/projects/alpha/").content.decode()
+    assert "keeps working until" in html
     assert "sk-proj-…Q7w2" in html
     assert "retiring" in html
     assert OTHER_SECRET not in html
