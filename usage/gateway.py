@@ -73,8 +73,14 @@ class Gateway:
     def __init__(self) -> None:
         self.routes = RouteCache()
         self._session: aiohttp.ClientSession | None = None
+        self._session_loop: asyncio.AbstractEventLoop | None = None
 
     def session(self) -> aiohttp.ClientSession:
+        # One session per process; a session is bound to its event loop, so a second
+        # loop (a test server in another thread) gets its own.
+        loop = asyncio.get_running_loop()
+        if self._session_loop is not loop:
+            self._session, self._session_loop = None, loop
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=settings.GATEWAY_MAX_CONNECTIONS, ttl_dns_cache=300,
