@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.http import HttpRequest
 
@@ -13,9 +14,13 @@ from accounts.models import AuditEvent, Project, User
 def client_ip(request: HttpRequest | None) -> str | None:
     if request is None:
         return None
-    # Behind a proxy the first X-Forwarded-For hop is the client.
-    forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
-    ip = forwarded.split(",")[0].strip() if forwarded else request.META.get("REMOTE_ADDR")
+    ip = request.META.get("REMOTE_ADDR")
+    # X-Forwarded-For is only believed behind a proxy the operator says sets it;
+    # otherwise any client could write its own "address" into the audit log.
+    if settings.USE_X_FORWARDED_FOR:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            ip = forwarded.split(",")[-settings.USE_X_FORWARDED_FOR].strip() or ip
     return ip or None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from functools import lru_cache
 
 import redis
@@ -18,7 +19,7 @@ def get_redis() -> redis.Redis:
     return _client(settings.REDIS_URL)
 
 
-_async_clients: dict[int, object] = {}
+_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def get_async_redis():
@@ -28,9 +29,9 @@ def get_async_redis():
     import redis.asyncio as aioredis
 
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(id(loop))
+    client = _async_clients.get(loop)
     if client is None:
         client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2,
                                          socket_connect_timeout=1)
-        _async_clients[id(loop)] = client
+        _async_clients[loop] = client
     return client

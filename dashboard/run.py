@@ -44,6 +44,8 @@ def main() -> int:
 
         django.setup()
         call_command("migrate", interactive=False, verbosity=1)
+        if not settings.DEBUG:  # DEBUG serves static files from the source folders
+            call_command("collectstatic", interactive=False, verbosity=0)
         if settings.LOCAL_MODE:
             _ensure_first_admin()
 

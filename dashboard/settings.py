@@ -43,8 +43,9 @@ else:
     VAULT_KEYS = [
         k.strip()
         for k in _required(
-            "VAULT_KEYS", "Set it to one or more comma-separated Fernet keys, e.g. "
-            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`."
+            "VAULT_KEYS",
+            "Set it to one or more comma-separated Fernet keys, e.g. `python -c 'from "
+            "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`.",
         ).split(",")
         if k.strip()
     ]
@@ -65,7 +66,12 @@ def _check_vault_keys(keys: list[str]) -> None:
 
 _check_vault_keys(VAULT_KEYS)
 
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+ALLOWED_HOSTS = [
+    h.strip() for h in env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+]
+# How many reverse proxies in front of keymeter append to X-Forwarded-For (0 = trust
+# none): the client address is that many entries from the right.
+USE_X_FORWARDED_FOR = env.int("USE_X_FORWARDED_FOR", default=0)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
