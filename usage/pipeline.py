@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import weakref
 from dataclasses import asdict, dataclass, field
@@ -71,6 +72,20 @@ def _mark_down(url: str, exc: Exception) -> None:
     log.warning("Redis unreachable (%s); spooling call records", type(exc).__name__)
 
 
+def _came_back(url: str) -> None:
+    """After an outage, replay what this machine spooled without waiting for the flush."""
+    if _redis_down_until.pop(url, None) is None:
+        return
+
+    def replay() -> None:
+        try:
+            replay_spool()
+        except Exception:
+            log.warning("spool replay failed; the flush task retries it", exc_info=True)
+
+    threading.Thread(target=replay, name="spool-replay", daemon=True).start()
+
+
 def enqueue(record: CallRecord) -> None:
     """Append one record to the stream; spool it to disk if Redis is unreachable."""
     line = record.to_json()
@@ -78,6 +93,8 @@ def enqueue(record: CallRecord) -> None:
     if not _redis_is_resting(url):
         try:
             get_redis().xadd(STREAM, {"r": line})
+            if _redis_down_until:
+                _came_back(url)
             return
         except redis.RedisError as exc:
             _mark_down(url, exc)
@@ -106,6 +123,8 @@ async def enqueue_async(record: CallRecord) -> None:
     if not _redis_is_resting(url):
         try:
             await _async_redis().xadd(STREAM, {"r": line})
+            if _redis_down_until:
+                _came_back(url)
             return
         except redis.RedisError as exc:
             _mark_down(url, exc)

@@ -7,6 +7,7 @@ import asyncio
 import multiprocessing
 import os
 import socket
+import time
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,6 +16,7 @@ import pytest
 from django.core.management import call_command
 
 from accounts.models import Environment
+from dashboard import localmode
 from dashboard.redis_client import get_redis
 from usage import pipeline
 from usage.models import ApiCall, DailyUsage, HourlyUsage, ModelPrice
@@ -351,3 +353,33 @@ def test_several_processes_spool_at_once_while_a_replay_runs(settings):
     lines = [fields[b"r"] for _, fields in entries]
     assert pushed == len(lines) == 12000  # every line once: none lost, none cut, none twice
     assert set(lines) == {b'{"worker":%d,"i":%d}' % (w, i) for w in range(4) for i in range(3000)}
+
+
+def test_the_gateway_replays_its_spool_as_soon_as_redis_is_back(
+    production, settings, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(pipeline, "REDIS_RETRY_SECONDS", 0.0)
+    sock = tmp_path / "redis.sock"
+    settings.REDIS_URL = f"unix://{sock}"  # a Redis server that is not running yet
+    records = [make_record(production) for _ in range(6)]
+
+    async def gateway_calls(batch):
+        for record in batch:
+            await pipeline.enqueue_async(record)
+
+    asyncio.run(gateway_calls(records[:5]))
+    assert len((settings.SPOOL_DIR / pipeline.SPOOL_NAME).read_bytes().splitlines()) == 5
+
+    server = localmode.start_redis(sock)
+    try:
+        asyncio.run(gateway_calls(records[5:]))
+        deadline = time.monotonic() + 10
+        while get_redis().xlen(pipeline.STREAM) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        entries = get_redis().xrange(pipeline.STREAM)
+        ids = [CallRecord.from_json(fields[b"r"]).request_id for _, fields in entries]
+        assert sorted(ids) == sorted(r.request_id for r in records)
+        assert not list(settings.SPOOL_DIR.glob("*.spool"))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
