@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from celery import shared_task
+from django.db import close_old_connections, connection
 
 from usage import alerts, pipeline
 
@@ -20,6 +21,10 @@ FLUSH_TIME_BUDGET = 5.0  # seconds; beat starts another run every 2 s anyway
 @shared_task(name="usage.tasks.flush_calls", ignore_result=True)
 def flush_calls(time_budget: float = FLUSH_TIME_BUDGET) -> dict[str, Any]:
     """Replay the spool, then flush the call stream until drained or out of time."""
+    if not connection.in_atomic_block:
+        # A long-lived worker has no request cycle to drop a connection that broke
+        # (database restart) or aged out; without this every later flush would fail.
+        close_old_connections()
     result = pipeline.drain(time_budget=time_budget)
     if result.projects:
         # Budgets whose spend moved; the 5-minute beat is the safety net if this is lost.
