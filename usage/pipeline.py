@@ -264,13 +264,12 @@ def _read(r: redis.Redis, consumer: str, count: int, claim_idle_ms: int) -> tupl
     if len(entries) < count:
         claimed = r.xautoclaim(STREAM, GROUP, consumer, claim_idle_ms, "0-0",
                                count=count - len(entries))  # fmt: skip
+        # An entry deleted while pending comes back as None (Redis 6.2) or in a third
+        # list that Redis 7 has already dropped from the pending list: nothing to do.
         for entry_id, fields in claimed[1]:
-            if entry_id not in entries:
+            if entry_id is not None and entry_id not in entries:
                 entries[entry_id] = fields
                 reclaimed += 1
-        # Redis 7 names entries deleted while pending; they only need an ack.
-        for entry_id in claimed[2] if len(claimed) > 2 else []:
-            entries.setdefault(entry_id, None)
     if len(entries) < count:
         new = r.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count - len(entries))
         for entry_id, fields in new[0][1] if new else []:
