@@ -50,6 +50,7 @@ SPOOL_NAME = "calls.spool"
 # nothing; fsync (which waits for the disk, milliseconds) runs at most this often,
 # so only a power cut can lose the last SPOOL_FSYNC_MS of an outage's records.
 SPOOL_FSYNC_MS = 200
+ASYNC_MAX_CONNECTIONS = 64  # per event loop
 REDIS_RETRY_SECONDS = 1.0  # after a failure, spool without trying Redis for this long
 NUMBER_LIMITS = {"status_code": 32_767, "latency_ms": 2**31 - 1, "ttfb_ms": 2**31 - 1}
 RECORD_FIELDS = frozenset(f.name for f in dataclass_fields(CallRecord))
@@ -110,9 +111,13 @@ def _async_redis() -> redis.asyncio.Redis:
     clients = _async_clients.setdefault(loop, {})
     url = settings.REDIS_URL
     if url not in clients:
-        clients[url] = redis.asyncio.Redis.from_url(
-            url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
-        )
+        # Blocking pool: a burst of concurrent calls waits a moment for a connection
+        # (an XADD takes well under a millisecond) instead of failing as if Redis were down.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=ASYNC_MAX_CONNECTIONS, timeout=2, socket_timeout=5,
+            socket_connect_timeout=2, health_check_interval=30,
+        )  # fmt: skip
+        clients[url] = redis.asyncio.Redis(connection_pool=pool)
     return clients[url]
 
 

@@ -383,3 +383,15 @@ def test_the_gateway_replays_its_spool_as_soon_as_redis_is_back(
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_a_burst_of_concurrent_gateway_calls_is_queued_not_spooled(production, settings):
+    records = [make_record(production) for _ in range(500)]
+
+    async def burst():
+        await asyncio.gather(*(pipeline.enqueue_async(record) for record in records))
+
+    asyncio.run(burst())
+
+    assert get_redis().xlen(pipeline.STREAM) == 500
+    assert not (settings.SPOOL_DIR / pipeline.SPOOL_NAME).exists()
