@@ -5,7 +5,7 @@ even when SMTP was down for a while; never two."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -243,3 +243,25 @@ def test_an_unpriced_model_episode_closes_once_the_model_has_a_price(production,
 def test_few_calls_are_not_enough_to_judge(production, alpha):
     _calls(production, 19, status=500)
     assert health.check_health() == []
+
+
+def test_the_forecast_email_says_what_the_month_will_cost(db, alpha, settings):
+    settings.TIME_ZONE = "UTC"
+    add_test_price()
+    production = alpha.environments.get(name="production")
+    budget = budgets.Budget.objects.create(project=alpha, monthly_limit_usd=200,
+                                           thresholds=[80, 100])  # fmt: skip
+    for day in range(1, 11):
+        spend(production, "10", datetime(2026, 4, day, 8, tzinfo=UTC))
+    [alert] = budgets.evaluate_budget(budget, datetime(2026, 4, 10, 12, tzinfo=UTC))
+    with smtp_server(settings) as smtp:
+        assert alerts.deliver_budget_alert(alert.pk) == 1
+    [message] = smtp.messages
+    assert message["Subject"] == (
+        "[keymeter] Alpha is on track to exceed its budget for April 2026"
+    )
+    text = text_body(message)
+    assert "Alpha will spend about $323.08 in April 2026, more than its monthly budget of " \
+        "$200.00." in text  # fmt: skip
+    assert "Forecast for the month: $323.08" in text
+    assert "Spend so far: $100.00" in text
