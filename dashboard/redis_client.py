@@ -31,7 +31,11 @@ def get_async_redis():
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2,
-                                         socket_connect_timeout=1)
+        # A bounded pool that waits for a free connection: the default one raises
+        # past its size, which under a burst would look like "Redis is down".
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=64, timeout=2, socket_timeout=2,
+            socket_connect_timeout=1)
+        client = aioredis.Redis(connection_pool=pool)
         _async_clients[loop] = client
     return client
