@@ -211,3 +211,33 @@ async def settle(hold: Hold, actual_units: int) -> None:
     redis = get_async_redis()
     await redis.eval(_SETTLE, 2, live_key(hold.project_id, hold.month),
                      held_key(hold.project_id, hold.month), hold.member, max(actual_units, 0))
+
+
+_INCR_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
+def add_flushed_to_live(calls) -> None:
+    """Spend of calls that did not pass the gateway (the ingest API), added by the flush
+    once stored. The gateway settles its own calls as they finish."""
+    from dashboard.redis_client import get_redis
+
+    units: dict[str, int] = {}
+    for call in calls:
+        if call.record.source != "gateway" and call.cost:
+            key = live_key(call.record.project_id, f"{call.day:%Y-%m}")
+            units[key] = units.get(key, 0) + to_units(call.cost)
+    if not units:
+        return
+    try:
+        r = get_redis()
+        incr = r.register_script(_INCR_IF_EXISTS)
+        with r.pipeline(transaction=False) as pipe:
+            for key, amount in units.items():
+                incr(keys=[key], args=[amount], client=pipe)
+            pipe.execute()
+    except Exception:
+        # The rows are stored; a counter rebuilt from the rollups will include them.
+        log.warning("could not add ingested spend to the live budget counters", exc_info=True)

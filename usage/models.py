@@ -136,6 +136,9 @@ class HourlyUsage(UsageRollup):
         ]
         indexes = [models.Index(fields=["project", "hour"], name="hourlyusage_project_hour")]
 
+    def __str__(self) -> str:
+        return f"{self.project_id}/{self.environment_id} {self.model} {self.hour:%Y-%m-%d %H}h"
+
 
 class DailyUsage(UsageRollup):
     """Days are calendar days in settings.TIME_ZONE, like budget periods."""
@@ -150,6 +153,9 @@ class DailyUsage(UsageRollup):
             )
         ]
         indexes = [models.Index(fields=["project", "day"], name="dailyusage_project_day")]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}/{self.environment_id} {self.model} {self.day}"
 
 
 class ProviderDailyUsage(models.Model):
@@ -175,6 +181,9 @@ class ProviderDailyUsage(models.Model):
                 name="providerdailyusage_unique",
             )
         ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_project_id} {self.day} {self.model or self.line_item}"
 
 
 # Budgets and alerts (rules in usage/budgets.py, delivery in usage/alerts.py)

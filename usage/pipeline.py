@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 
 from dashboard.redis_client import get_redis
-from usage import rollups
+from usage import hardlimit, lastused, rollups
 from usage.records import CallRecord
 from usage.rollups import PricedCall, month_to_date_spend  # noqa: F401  (re-exported)
 
@@ -332,6 +332,7 @@ def _store(calls: list[PricedCall]) -> list[PricedCall]:
         new_ids = rollups.insert_calls(calls)
         new = [c for c in calls if c.record.request_id in new_ids]
         rollups.add_to_rollups(new)
+        lastused.mark_last_used(new)
     return new
 
 
@@ -403,6 +404,7 @@ def flush_calls(
     result.cost_usd = sum((c.cost for c in new if c.cost), Decimal(0))
     result.projects = {c.record.project_id for c in new}
     rollups.add_month_to_date(rollups.spend_by_month(new))
+    hardlimit.add_flushed_to_live(new)
     _ack(r, [entry_id for entry_id, _ in entries])
     return result
 
