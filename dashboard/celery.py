@@ -15,6 +15,10 @@ app.autodiscover_tasks()
 def _close_old_connections(**kwargs):
     # Like Django does around a request: drop connections that broke or aged out,
     # so one database restart doesn't fail every later task of a worker.
-    from django.db import close_old_connections
+    from django.db import close_old_connections, connection
 
+    task = kwargs.get("task")
+    # An eager task runs inside its caller's transaction: leave that connection alone.
+    if (task is not None and task.request.is_eager) or connection.in_atomic_block:
+        return
     close_old_connections()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
@@ -11,6 +13,7 @@ from accounts.tokens import create_gateway_token
 from dashboard.redis_client import get_redis
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.servers import serve
+from usage.models import ModelPrice
 from usage.records import CallRecord
 
 PROVIDER_SECRET = "sk-proj-" + "Gw7xQ2pL9s" * 5 + "T3BlbkFJ" + "Zk4mN8vR2t" * 5 + "Ab12"
@@ -38,6 +41,15 @@ def gateway_setup(transactional_db, alpha, alice, upstream, keymeter_url, settin
     from usage.gateway import gateway
 
     settings.GATEWAY_RETRY_BASE = 0.01
+    # Tests on committed data (transactional_db) empty every table afterwards, the
+    # price list loaded by the migration included: put back the one these tests use.
+    ModelPrice.objects.get_or_create(
+        model="gpt-4o-mini", effective_from=datetime(2025, 1, 1, tzinfo=UTC),
+        defaults={"input_per_1m": Decimal("0.15"), "cached_input_per_1m": Decimal("0.075"),
+                  "output_per_1m": Decimal("0.60")})
+    from usage import hardlimit
+
+    hardlimit.prices.book = None  # reload: the gateway caches the price list
     upstream.received.clear()
     upstream.failures.clear()
     gateway.routes.clear()
