@@ -331,6 +331,12 @@ def publish_budget_limit(project: Project | int) -> None:
             get_redis().delete(key)
         else:
             get_redis().set(key, str(units))
+        if not units:
+            # Without a hard limit the gateway stops keeping the live spend counter:
+            # drop it, so switching a limit on later rebuilds it from the rollups.
+            from usage.hardlimit import live_key, month_of
+
+            get_redis().delete(live_key(project_id, month_of(timezone.now().timestamp())))
     except redis.RedisError:
         log.warning("could not publish the budget limit of project %s", project_id, exc_info=True)
 

@@ -96,16 +96,10 @@ class Refusal:
 
 
 def _hard_limit_units(project_id: int) -> int:
-    from usage.models import Budget
+    from usage.budgets import hard_limit_units
 
     try:
-        limit = (
-            Budget.objects.filter(project_id=project_id, environment__isnull=True,
-                                  hard_limit=True)
-            .values_list("monthly_limit_usd", flat=True)
-            .first()
-        )
-        return to_units(limit) if limit else 0
+        return hard_limit_units(project_id) or 0
     finally:
         connection.close()
 

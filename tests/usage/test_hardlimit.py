@@ -80,3 +80,23 @@ def test_without_a_hard_limit_nothing_is_refused(gateway_setup, alpha, alice):
                            api_key=gateway_setup["token"], max_retries=0)
     for _ in range(60):  # $0.0117: past the (soft) limit
         client.chat.completions.create(**CHAT)
+
+
+def test_switching_a_hard_limit_on_counts_the_month_so_far(gateway_setup, alpha, alice):
+    from usage import pipeline
+    from usage.budgets import set_budget
+
+    client = openai.OpenAI(base_url=f"{gateway_setup['url']}/v1",
+                           api_key=gateway_setup["token"], max_retries=0)
+    set_hard_limit(alpha, "0.01", alice)
+    for _ in range(10):
+        client.chat.completions.create(**CHAT)
+    set_budget(alpha, monthly_limit_usd=Decimal("0.01"), thresholds=[80, 100],
+               hard_limit=False, extra_recipients=[], by=alice, ip=None)
+    for _ in range(50):  # $0.0117 in all: past the limit while it was soft
+        client.chat.completions.create(**CHAT)
+    stream_records(60)
+    pipeline.flush_calls()
+    set_hard_limit(alpha, "0.01", alice)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(**CHAT)
