@@ -140,7 +140,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "accounts:login"
-LOGIN_REDIRECT_URL = "dashboard:projects"
+LOGIN_REDIRECT_URL = "overview"
 LOGOUT_REDIRECT_URL = "accounts:login"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -273,6 +273,9 @@ GATEWAY_AUTH_CACHE_SECONDS = env.float("GATEWAY_AUTH_CACHE_SECONDS", default=5.0
 # A call that names no max_tokens is reserved against a hard budget as if it could
 # produce this many output tokens.
 GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS = env.int("GATEWAY_DEFAULT_MAX_OUTPUT_TOKENS", default=4096)
+# How long a project seen without a hard limit skips the limit check (a limit that is
+# switched on applies after at most this long; raising or lowering one applies at once).
+GATEWAY_BUDGET_CACHE_SECONDS = env.float("GATEWAY_BUDGET_CACHE_SECONDS", default=1.0)
 
 LOGGING = {
     "version": 1,

@@ -19,7 +19,8 @@ from typing import Any
 import aiohttp
 from django.conf import settings
 
-from usage import hardlimit, pipeline, ratelimit
+from usage import hardlimit, ratelimit
+from usage.batching import RecordBatcher
 from usage.gateway_auth import Route, RouteCache
 from usage.records import CallRecord
 from usage.sse import StreamUsage
@@ -72,6 +73,10 @@ def retry_delay(attempt: int, retry_after: str | None) -> float | None:
 class Gateway:
     def __init__(self) -> None:
         self.routes = RouteCache()
+        self.batcher = RecordBatcher()
+        # Projects seen without a hard limit, until (monotonic time): saves a Redis round
+        # trip per call. A limit switched on takes effect within this long.
+        self.no_hard_limit: dict[int, float] = {}
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
 
@@ -113,6 +118,7 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.batcher.drain()
                 await self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -208,7 +214,7 @@ class Call:
             self.record.latency_ms = int((time.monotonic() - self.started) * 1000)
             if self.hold is not None:
                 await _quietly(self.settle_budget())
-            await pipeline.enqueue_async(self.record)
+            self.gateway.batcher.add(self.record)
             if route.tokens_per_minute:
                 await _quietly(ratelimit.add_tokens(
                     route.token_id, self.record.input_tokens + self.record.output_tokens))
@@ -374,6 +380,9 @@ class Call:
         """Reserve the call's worst case against a hard limit; False if refused."""
         record = self.record
         assert record is not None
+        unlimited_until = self.gateway.no_hard_limit.get(route.project_id)
+        if unlimited_until is not None and unlimited_until > time.monotonic():
+            return True
         try:
             book = await hardlimit.prices.get()
             estimate = hardlimit.estimate_units(
@@ -391,6 +400,9 @@ class Call:
                 "An admin can raise the limit in keymeter.", "insufficient_quota",
                 "budget_exceeded", headers=[(b"x-should-retry", b"false")])
             return False
+        if outcome is None:
+            self.gateway.no_hard_limit[route.project_id] = (
+                time.monotonic() + settings.GATEWAY_BUDGET_CACHE_SECONDS)
         self.hold = outcome
         return True
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 
 import openai
@@ -98,5 +99,6 @@ def test_switching_a_hard_limit_on_counts_the_month_so_far(gateway_setup, alpha,
     stream_records(60)
     pipeline.flush_calls()
     set_hard_limit(alpha, "0.01", alice)
+    time.sleep(1.1)  # GATEWAY_BUDGET_CACHE_SECONDS: how long "no hard limit" is remembered
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(**CHAT)
