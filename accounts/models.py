@@ -380,3 +380,28 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target}"
+
+
+class Invitation(models.Model):
+    """An emailed invitation to join a project with a role. The link's token is stored
+    as its SHA-256 only; the invitation works once and until `expires_at`."""
+
+    project = models.ForeignKey(Project, models.CASCADE, related_name="invitations")
+    email = models.EmailField(_("email"))
+    role = models.CharField(_("role"), max_length=10, choices=Role.choices, default=Role.MEMBER)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(User, models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(User, models.SET_NULL, null=True, blank=True, related_name="+")
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "email"], name="invitation_project_email")]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.project} as {self.role}"
+
+    def is_pending(self, now: datetime | None = None) -> bool:
+        return self.accepted_at is None and self.expires_at > (now or timezone.now())

@@ -14,7 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.http import HttpRequest
 from ninja import Field, Router, Schema, Status
 from ninja.errors import HttpError
@@ -23,7 +24,7 @@ from ninja.security import HttpBearer
 from accounts import audit, tokens
 from accounts.access import project_for_user
 from accounts.models import GatewayToken, Role
-from usage import budgets, pipeline, provider_import, rollups
+from usage import budgets, pipeline, pricing, provider_import, rollups
 from usage.records import CallRecord
 
 router = Router(tags=["usage"])
@@ -241,3 +242,109 @@ def delete_budget(request: HttpRequest, slug: str, environment: str | None = Non
     budgets.remove_budget(budgets.budget_for(project, environment), by=request.auth,
                           ip=audit.client_ip(request))  # fmt: skip
     return Status(204, None)
+
+
+# Prices (rules in usage/pricing.py). Prices are global: everyone reads, staff change.
+
+
+class PriceIn(Schema):
+    model: str = Field(min_length=1, max_length=100)
+    effective_from: str | None = Field(
+        default=None, description="ISO date (00:00 UTC) or date-time; default now"
+    )
+    input_per_1m: str | None = Field(default=None, description='USD per 1M tokens, e.g. "0.15"')
+    cached_input_per_1m: str | None = None
+    output_per_1m: str | None = None
+    batch_input_per_1m: str | None = None
+    batch_output_per_1m: str | None = None
+    audio_per_minute: str | None = None
+    match_pattern: str | None = Field(
+        default=None, max_length=200, description="regex for other names; default: kept"
+    )
+
+
+class PriceOut(Schema):
+    model: str
+    effective_from: datetime
+    input_per_1m: str | None
+    cached_input_per_1m: str | None
+    output_per_1m: str | None
+    batch_input_per_1m: str | None
+    batch_output_per_1m: str | None
+    audio_per_minute: str | None
+    match_pattern: str
+    source: str
+
+
+def _decimal_str(value: Decimal | None) -> str | None:
+    # "0.15000000" → "0.15", never exponent notation: what was PUT comes back.
+    return None if value is None else format(value.normalize(), "f")
+
+
+def _price_out(row) -> dict[str, Any]:
+    out = {f: _decimal_str(getattr(row, f)) for f in pricing.PRICE_FIELDS}
+    return {"model": row.model, "effective_from": row.effective_from,
+            "match_pattern": row.match_pattern, "source": row.source, **out}  # fmt: skip
+
+
+def _effective_from(value: str | None) -> datetime | date | None:
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text)
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError("effective_from must be a date like 2026-04-01 or an ISO "
+                              "8601 date-time.") from None  # fmt: skip
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@router.get("/prices", response={200: list[PriceOut], 401: ErrorOut}, tags=["prices"],
+            summary="The price table: prices in force now (history=true: every row)")  # fmt: skip
+def list_prices(request: HttpRequest, history: bool = False):
+    """Money is a decimal string per 1M tokens (audio per minute); null = no price."""
+    from usage.models import ModelPrice
+
+    rows = list(ModelPrice.objects.order_by("model", "effective_from"))
+    if not history:
+        book, now = pricing.PriceBook(rows), datetime.now(UTC)
+        current = {book.exact_price(r.model, now) for r in rows}
+        rows = [r for r in rows if r in current]
+    return [_price_out(r) for r in rows]
+
+
+@router.put("/prices", response={200: list[PriceOut], 400: ErrorOut, 401: ErrorOut,
+                                 403: ErrorOut}, tags=["prices"],
+            summary="Add prices, each from its effective date on (staff only)")  # fmt: skip
+def put_prices(request: HttpRequest, payload: list[PriceIn]):
+    """All or nothing: one bad entry rejects the whole list. Earlier prices stay, so
+    calls made before an entry's effective date keep the price they were made at."""
+    user = request.auth
+    if not getattr(user, "is_staff", False):
+        raise PermissionDenied("Prices apply to every project: only staff can change them.")
+    if not payload:
+        raise ValidationError("Send a list of at least one price.")
+    created = []
+    with transaction.atomic():
+        for index, item in enumerate(payload):
+            prices = {f: getattr(item, f) for f in pricing.PRICE_FIELDS
+                      if getattr(item, f) is not None}  # fmt: skip
+            try:
+                created.append(pricing.set_price(
+                    item.model, _effective_from(item.effective_from), by=user,
+                    match_pattern=item.match_pattern, source="api",
+                    ip=audit.client_ip(request), **prices,
+                ))  # fmt: skip
+            except ValidationError as exc:
+                raise ValidationError(f"Entry {index} ({item.model[:100]}): "
+                                      f"{_messages(exc)}") from None  # fmt: skip
+    return [_price_out(r) for r in created]
+
+
+def _messages(exc: ValidationError) -> str:
+    if hasattr(exc, "error_dict"):
+        return " ".join(f"{field}: {' '.join(errs)}"
+                        for field, errs in exc.message_dict.items())  # fmt: skip
+    return " ".join(exc.messages)
