@@ -235,3 +235,12 @@ def test_a_client_that_disconnects_mid_stream_is_still_logged(gateway_setup):
     [record] = stream_records(timeout=5)
     assert record.stream and record.model == "drip-200"
     assert record.error_type == "client_disconnected"
+
+
+def test_json_that_orjson_refuses_is_still_forwarded(gateway_setup):
+    body = b'{"model": "gpt-4o-mini", "messages": [], "seed": 123456789012345678901234567890}'
+    response = httpx.post(f"{gateway_setup['url']}/v1/chat/completions", content=body,
+                          headers={"Authorization": f"Bearer {gateway_setup['token']}",
+                                   "Content-Type": "application/json"})
+    assert response.status_code == 200
+    assert gateway_setup["upstream"].received[-1].body == body  # untouched: not a stream
