@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import language
 from dashboard import views
 from dashboard.api import api
 
@@ -13,5 +14,6 @@ urlpatterns = [
     path("", include("usage.urls")),
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
-    path("i18n/", include("django.conf.urls.i18n")),
+    # Django's set_language, also saving the choice on the account (accounts.language).
+    path("i18n/setlang/", language.set_language, name="set_language"),
 ]
