@@ -29,8 +29,9 @@ UNUSED, SHARED, INVALID, LEAKED = "unused", "shared", "invalid", "leaked"
 def _last_calls(field: str, ids: list[int]) -> dict[int, datetime]:
     """The newest ApiCall per key (or token), in one grouped query.
 
-    Nothing on the call path keeps ProviderKey.last_used_at current yet, so the call
-    log is the source; the (provider_key, created_at) lookups use the FK index.
+    Only for keys (or tokens) whose last_used_at is empty: the flush keeps
+    last_used_at current for every call it inserts, so a set value is already the
+    newest, and the call log (millions of rows) is read only for the rest.
     """
     from usage.models import ApiCall
 
@@ -83,7 +84,7 @@ def _with_relations(rows: Iterable) -> list:
 def key_hygiene(keys: Iterable[ProviderKey], now: datetime | None = None) -> list[dict]:
     now = now or timezone.now()
     keys = _with_relations(keys)
-    last_calls = _last_calls("provider_key_id", [k.pk for k in keys])
+    last_calls = _last_calls("provider_key_id", [k.pk for k in keys if not k.last_used_at])
     shared = shared_key_ids(keys)
     out = []
     for key in keys:
@@ -122,7 +123,7 @@ def key_hygiene(keys: Iterable[ProviderKey], now: datetime | None = None) -> lis
 def token_hygiene(tokens: Iterable[GatewayToken], now: datetime | None = None) -> list[dict]:
     now = now or timezone.now()
     tokens = _with_relations(tokens)
-    last_calls = _last_calls("gateway_token_id", [t.pk for t in tokens])
+    last_calls = _last_calls("gateway_token_id", [t.pk for t in tokens if not t.last_used_at])
     out = []
     for token in tokens:
         last_used = _latest(token.last_used_at, last_calls.get(token.pk))

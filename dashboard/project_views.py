@@ -4,6 +4,7 @@ accounts.access.project_for_user; every change through the accounts services."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, F, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.timezone import localtime
 from django.utils.translation import gettext as _
@@ -22,7 +24,9 @@ from django.views.decorators.http import require_POST
 
 from accounts import audit, keys, projects, tokens
 from accounts.access import can, can_revoke_gateway_token, project_for_user
+from accounts.hygiene import key_hygiene
 from accounts.models import GatewayToken, Membership, Project, ProviderKey, Role, User
+from dashboard import charts
 from dashboard.forms import (
     EnvironmentForm,
     GatewayTokenForm,
@@ -30,6 +34,7 @@ from dashboard.forms import (
     ProviderKeyForm,
     RotateKeyForm,
 )
+from dashboard.overview import RANGES, chosen_days
 
 _STATUS_ORDER: dict[str, int] = {ProviderKey.Status.ACTIVE: 0, ProviderKey.Status.RETIRING: 1}
 
@@ -90,6 +95,9 @@ def _project_page(
             F("revoked_at").asc(nulls_first=True), "-created_at"
         )
     )
+    hygiene = {row["id"]: row for row in key_hygiene(provider_keys)}
+    for key in provider_keys:
+        key.hygiene = hygiene[key.pk]  # type: ignore[attr-defined]
     for token in gateway_tokens:
         token.can_revoke = token.is_active and can_revoke_gateway_token(  # type: ignore[attr-defined]
             request.user, role, token
@@ -109,8 +117,31 @@ def _project_page(
         "rotate_form": bound.get("rotate_form"),
         "rotate_key_id": bound.get("rotate_key_id"),
         "rotation_grace_hours": keys.rotation_grace().total_seconds() / 3600,
+        **_usage_context(request, project),
     }
     return render(request, "dashboard/project.html", ctx, status=status)
+
+
+def _usage_context(request: HttpRequest, project: Project) -> dict[str, Any]:
+    """Charts and tables of the project's spend, models and health, from the rollups."""
+    days = chosen_days(request)
+    now = timezone.now()
+    last = charts.today(now)
+    first = last - timedelta(days=days - 1)
+    ctx: dict[str, Any] = {"days": days, "ranges": RANGES, "site_url": settings.SITE_URL}
+    if not charts.has_usage([project.pk]):
+        return ctx
+    month = charts.month_to_date([project], now)[0]
+    statuses = ([month["budget"]] if month["budget"] else []) + month["environment_budgets"]
+    return {
+        **ctx,
+        "has_usage": True,
+        "budgets": [(s, s.chart(), f"gauge-{i}") for i, s in enumerate(statuses)],
+        "month": month,
+        "env_chart": charts.spend_by_environment(project, first, last),
+        "models": charts.models_table(project, first, last),
+        "health": charts.health(project, now=now),
+    }
 
 
 @login_required

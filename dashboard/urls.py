@@ -2,12 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import language
-from dashboard import views
+from dashboard import explorer, overview, views
 from dashboard.api import api
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("overview/", overview.overview, name="overview"),
+    path("explore/", explorer.explore, name="explore"),
+    path("explore/calls/", explorer.calls, name="explore_calls"),
     path("accounts/", include("accounts.urls")),
     path("projects/", include("dashboard.project_urls")),
     path("projects/", include("accounts.project_urls")),

@@ -27,4 +27,4 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def home(request: HttpRequest):
-    return redirect("dashboard:projects" if request.user.is_authenticated else "accounts:login")
+    return redirect("overview" if request.user.is_authenticated else "accounts:login")

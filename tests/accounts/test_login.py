@@ -26,8 +26,8 @@ def test_it_shows_the_login_form(client):
 def test_it_logs_in_with_email_and_password(client, alice):
     r = client.post(LOGIN, {"email": "Alice@Example.org", "password": PASSWORD})
     assert r.status_code == 302
-    assert r.url == "/projects/"
-    assert client.get("/projects/").status_code == 200
+    assert r.url == "/overview/"
+    assert client.get("/overview/").status_code == 200
 
 
 def test_it_follows_a_safe_next_url_only(client, alice):
@@ -37,7 +37,7 @@ def test_it_follows_a_safe_next_url_only(client, alice):
     r = client.post(
         LOGIN, {"email": alice.email, "password": PASSWORD, "next": "https://evil.example/"}
     )
-    assert r.url == "/projects/"
+    assert r.url == "/overview/"
 
 
 def test_it_rejects_a_wrong_password_without_echoing_it(client, alice, caplog):

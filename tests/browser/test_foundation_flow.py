@@ -98,8 +98,9 @@ def _run_flow(chromium, base_url: str) -> str:
     page.get_by_label("Email").fill("erin@example.org")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/projects/")
+    page.wait_for_url("**/overview/")
     assert page.get_by_text("No projects yet").is_visible()
+    page.goto("/projects/")
 
     # Create a project.
     page.get_by_label("Name").fill("Shop Backend")
