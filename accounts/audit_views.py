@@ -7,6 +7,7 @@ never a secret (accounts.audit.record's contract)."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, time, timedelta
 
 from django import forms
@@ -57,6 +58,19 @@ def _midnight(day) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
 
 
+def _detail_items(detail: object) -> list[tuple[str, str]]:
+    """(name, text) pairs; nested values (old/new budget settings) as compact JSON."""
+    if not isinstance(detail, dict):
+        return [("", json.dumps(detail, ensure_ascii=False))]
+    return [
+        (
+            str(k),
+            "—" if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False),
+        )
+        for k, v in detail.items()
+    ]
+
+
 @login_required
 def audit_log(request: HttpRequest, slug: str) -> HttpResponse:
     project, role = project_for_user(request.user, slug)  # type: ignore[arg-type]
@@ -79,6 +93,8 @@ def audit_log(request: HttpRequest, slug: str) -> HttpResponse:
     page = Paginator(events.order_by("-created_at", "-id"), PER_PAGE).get_page(
         request.GET.get("page")
     )
+    for event in page.object_list:
+        event.items = _detail_items(event.detail)  # type: ignore[attr-defined]
     # Page links keep the filters.
     query = request.GET.copy()
     query.pop("page", None)

@@ -184,6 +184,16 @@ def alerts(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
 # Prices (global: every logged-in user reads them, staff change them)
 
 
+def _shown(row: ModelPrice | None) -> dict[str, str | None]:
+    """Each price as "$0.15"-style text (at least cents, never float), None if unset."""
+    if row is None:
+        return {}
+    return {
+        f: None if getattr(row, f) is None else f"${money_str(getattr(row, f))}"
+        for f in pricing.PRICE_FIELDS
+    }
+
+
 def _price_table(rows: list[ModelPrice], now) -> list[dict[str, Any]]:
     table = []
     for model, group in groupby(
@@ -196,8 +206,9 @@ def _price_table(rows: list[ModelPrice], now) -> list[dict[str, Any]]:
             {
                 "model": model,
                 "current": current,
-                "upcoming": upcoming,
-                "history": list(reversed(history)),
+                "shown": _shown(current),
+                "upcoming": [(r, _shown(r)) for r in upcoming],
+                "history": [(r, _shown(r)) for r in reversed(history)],
             }
         )
     return table

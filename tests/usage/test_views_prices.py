@@ -53,7 +53,7 @@ NEW_PRICE = {
 def test_everyone_sees_the_price_table(as_user, alpha, charlie, mini):
     html = as_user(charlie).get("/prices/").content.decode()
     assert "gpt-4o-mini" in html
-    assert "$0.15" in html and "$0.6" in html
+    assert "<td class=\"num\">$0.15</td>" in html and "<td class=\"num\">$0.60</td>" in html
     assert "Add a price" not in html
     assert "only staff users change them" in html
 
