@@ -71,3 +71,19 @@ def wrk(url: str, connections: int, seconds: int, body: str, headers: dict[str, 
     for key in ("p50", "p90", "p99", "errors"):
         result[key] = float(re.search(rf"^{key} ([\d.]+)", out, re.M).group(1))
     return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used by a process and everything in its session (the
+    servers are started as session leaders, so worker processes count too)."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[3]) == pid:  # fields[3]: the session id
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")

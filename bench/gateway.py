@@ -18,7 +18,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench._common import PYTHON, free_port, start, stop, wait_for_port, wrk  # noqa: E402
+from bench._common import (  # noqa: E402
+    PYTHON,
+    cpu_seconds,
+    free_port,
+    start,
+    stop,
+    wait_for_port,
+    wrk,
+)
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/keymeter_bench")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -86,15 +94,27 @@ def main() -> None:
               f"{'ratio':>6} {'direct p50':>10} {'added p50':>9} {'added p99':>9} "
               f"{'gw p99':>7}")
         total = 0
+        cpu = []
         for connections in (1, 32):
+            up_before = cpu_seconds(upstream.pid)
             direct = wrk(direct_url, connections, args.seconds, BODY, headers)
+            up_cpu = (cpu_seconds(upstream.pid) - up_before) / (direct["rps"] * args.seconds)
+            gw_before, up_before = cpu_seconds(gateway.pid), cpu_seconds(upstream.pid)
             through = wrk(km_url, connections, args.seconds, BODY, headers)
-            total += through["rps"] * args.seconds
+            calls = through["rps"] * args.seconds
+            gw_cpu = (cpu_seconds(gateway.pid) - gw_before) / calls
+            cpu.append((connections, up_cpu, gw_cpu))
+            total += calls
             print(f"{connections:>11} {direct['rps']:>13,.0f} {through['rps']:>14,.0f} "
                   f"{through['rps'] / direct['rps']:>6.2f} {direct['p50']:>9.2f}ms "
                   f"{through['p50'] - direct['p50']:>7.2f}ms "
                   f"{through['p99'] - direct['p99']:>7.2f}ms {through['p99']:>5.2f}ms"
                   + (f"  errors: {through['errors']:.0f}" if through["errors"] else ""))
+        print("CPU per call (contention-free measure of the work done):")
+        for connections, up_cpu, gw_cpu in cpu:
+            print(f"  {connections:>2} connections: fake upstream {up_cpu * 1e6:6.0f} µs, "
+                  f"gateway {gw_cpu * 1e6:6.0f} µs ({gw_cpu / up_cpu:.1f}× the upstream's); "
+                  f"one gateway core ≈ {1 / gw_cpu:,.0f} calls/s")
         logged = get_redis().xlen("km:calls") - logged_before
         print(f"call records pushed to the stream during the runs: {logged:,} "
               f"(≈ {total:,.0f} requests answered)")

@@ -12,6 +12,7 @@ import gc
 import json
 import logging
 import random
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -456,22 +457,47 @@ def _is_json(headers) -> bool:
     return True  # the SDK always sends JSON; a missing header is not a reason to refuse
 
 
-def _read_json_outcome(record: CallRecord, data: bytes) -> None:
+_USAGE_KEY = re.compile(rb'"usage"\s*:\s*')
+_MODEL_KEY = re.compile(rb'"model"\s*:\s*')
+_DECODER = json.JSONDecoder()
+
+
+def _value_after(pattern: re.Pattern, data: bytes, last: bool) -> Any:
+    """The JSON value after a key, without parsing the whole document.
+
+    A key pattern can only match a real key: inside a JSON string its quotes would be
+    escaped. The top-level usage is the last "usage" key of a response body, and the
+    top-level model the first "model" key.
+    """
+    matches = list(pattern.finditer(data)) if last else [pattern.search(data)]
+    match = matches[-1] if matches and matches[-1] else None
+    if match is None:
+        return None
     try:
-        payload = _loads(data)
+        return _DECODER.raw_decode(data[match.end():match.end() + 4096].decode("utf-8",
+                                                                               "replace"))[0]
     except ValueError:
-        return
-    if not isinstance(payload, dict):
-        return
+        return None
+
+
+def _read_json_outcome(record: CallRecord, data: bytes) -> None:
     if record.status_code >= 400:
-        error = payload.get("error")
+        try:
+            payload = _loads(data)
+        except ValueError:
+            return
+        error = payload.get("error") if isinstance(payload, dict) else None
         if isinstance(error, dict):
             record.error_type = str(error.get("code") or error.get("type") or "")[:100]
         return
-    model = payload.get("model")
+    # Bodies can be large (embeddings: thousands of floats per input): read only
+    # the two values keymeter needs.
+    usage = _value_after(_USAGE_KEY, data, last=True)
+    model = _value_after(_MODEL_KEY, data, last=False)
     if isinstance(model, str) and model:
         record.model = model[:100]
-    record.add_usage(payload.get("usage"))
+    if isinstance(usage, dict):
+        record.add_usage(usage)
 
 
 gateway = Gateway()

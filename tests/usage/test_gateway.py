@@ -244,3 +244,19 @@ def test_json_that_orjson_refuses_is_still_forwarded(gateway_setup):
                                    "Content-Type": "application/json"})
     assert response.status_code == 200
     assert gateway_setup["upstream"].received[-1].body == body  # untouched: not a stream
+
+
+def test_usage_is_read_from_the_real_keys_only():
+    from usage.gateway import _read_json_outcome
+    from usage.records import CallRecord
+
+    body = json.dumps({
+        "id": "x", "model": "gpt-4o-mini",
+        "choices": [{"message": {"content": 'He wrote "usage": {"prompt_tokens": 999}',
+                                 "role": "assistant"}}, {"message": {"content": "usage"}}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 9},
+    }).encode()
+    record = CallRecord(request_id="r", created_at=0, project_id=1, environment_id=1,
+                        provider_key_id=None, gateway_token_id=None, endpoint="/v1/x")
+    _read_json_outcome(record, body)
+    assert (record.model, record.input_tokens, record.output_tokens) == ("gpt-4o-mini", 7, 9)
