@@ -321,7 +321,7 @@ def list_prices(request: HttpRequest, history: bool = False):
 def put_prices(request: HttpRequest, payload: list[PriceIn]):
     """All or nothing: one bad entry rejects the whole list. Earlier prices stay, so
     calls made before an entry's effective date keep the price they were made at."""
-    user = request.auth
+    user = request.auth  # type: ignore[attr-defined]
     if not getattr(user, "is_staff", False):
         raise PermissionDenied("Prices apply to every project: only staff can change them.")
     if not payload:
