@@ -220,17 +220,17 @@ def cost_for(model: str, at: datetime, **usage: Any) -> Decimal | None:
     return PriceBook.load().cost(model, at, **usage)
 
 
-def unpriced_models(since: datetime) -> list[str]:
-    """Models of calls since `since` that were logged without a price."""
-    from usage.models import ApiCall
+def unpriced_models(since: datetime, project_ids=None) -> list[str]:
+    """Models of calls since `since` that were logged without a price.
 
-    rows = (
-        ApiCall.objects.filter(created_at__gte=since, cost_usd__isnull=True)
-        .exclude(model="")
-        .values_list("model", flat=True)
-        .distinct()
-    )
-    return sorted(rows)
+    Reads the hourly rollups, not the call log, so it costs the same at any call volume.
+    """
+    from usage.models import HourlyUsage
+
+    rows = HourlyUsage.objects.filter(hour__gte=since, unpriced_calls__gt=0).exclude(model="")
+    if project_ids is not None:
+        rows = rows.filter(project_id__in=project_ids)
+    return sorted(set(rows.values_list("model", flat=True).distinct()))
 
 
 def to_datetime(value: datetime | date | None) -> datetime:

@@ -231,16 +231,15 @@ def test_the_default_price_migration_loads_list_prices_and_reverses(db):
 
 
 def test_unpriced_models_lists_models_logged_without_a_price(alpha):
-    from usage.models import ApiCall
+    from usage.models import HourlyUsage
 
     environment = alpha.environments.get(name="production")
-    common = {"project": alpha, "environment": environment, "endpoint": "/v1/chat/completions"}
-    ApiCall.objects.create(request_id="a", created_at=JUNE, model="mystery", **common)
-    ApiCall.objects.create(
-        request_id="b", created_at=JUNE, model="gpt-4o", cost_usd=Decimal("0.01"), **common
-    )
-    ApiCall.objects.create(request_id="c", created_at=at(2025, 5, 1), model="older", **common)
+    common = {"project": alpha, "environment": environment, "calls": 1}
+    HourlyUsage.objects.create(hour=JUNE, model="mystery", unpriced_calls=1, **common)
+    HourlyUsage.objects.create(hour=JUNE, model="gpt-4o", cost_usd=Decimal("0.01"), **common)
+    HourlyUsage.objects.create(hour=at(2025, 5, 1), model="older", unpriced_calls=1, **common)
     assert unpriced_models(at(2025, 6, 1)) == ["mystery"]
+    assert unpriced_models(at(2025, 6, 1), project_ids=[alpha.pk + 1]) == []
 
 
 @pytest.fixture

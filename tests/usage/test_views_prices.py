@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent
 from tests.conftest import make_user
-from usage.models import ApiCall, ModelPrice
+from usage.models import HourlyUsage, ModelPrice
 
 
 @pytest.fixture
@@ -116,13 +116,13 @@ def test_a_price_at_the_same_moment_is_an_error(as_user, staff):
 
 def test_unpriced_models_are_listed_with_an_add_price_link(as_user, alpha, staff, charlie):
     env = alpha.environments.get(name="production")
-    ApiCall.objects.create(
-        request_id="u1",
-        created_at=timezone.now(),
+    HourlyUsage.objects.create(
+        hour=timezone.now().replace(minute=0, second=0, microsecond=0),
         project=alpha,
         environment=env,
-        endpoint="/v1/chat/completions",
         model="mystery-1",
+        calls=1,
+        unpriced_calls=1,
     )
     html = as_user(staff).get("/prices/").content.decode()
     assert "mystery-1" in html
