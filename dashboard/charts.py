@@ -9,7 +9,7 @@ A query's count never depends on the number of days, models or keys it covers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -47,9 +47,9 @@ def sums() -> dict[str, Any]:
     return out
 
 
-def numbers(row: dict[str, Any]) -> dict[str, Any]:
+def numbers(row: Mapping[str, Any]) -> dict[str, Any]:
     """Sums with NULLs (no rows) as zero; the average latency where there were calls."""
-    out = {f: int(row.get(f) or 0) for f in SUM_FIELDS}
+    out: dict[str, Any] = {f: int(row.get(f) or 0) for f in SUM_FIELDS}
     out["cost"] = row.get("cost") or ZERO
     out["latency_max"] = int(row.get("latency_max") or 0)
     out["latency_avg"] = round(out["latency_ms_sum"] / out["calls"]) if out["calls"] else None
@@ -62,7 +62,7 @@ def numbers(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def stacked_series(
-    rows: Iterable[dict[str, Any]], labels: Sequence[Any], series: dict[Any, str], field: str
+    rows: Iterable[Mapping[str, Any]], labels: Sequence[Any], series: dict[Any, str], field: str
 ) -> dict[str, Any]:
     """Chart.js bar data: one dataset per series (e.g. project), one value per label.
 
@@ -96,8 +96,9 @@ def spend_by_project(projects: Sequence[Project], first: date, last: date) -> di
         .annotate(cost=Sum("cost_usd"))
         .order_by()
     )
-    rows = [{"bucket": r["day"], "series": r["project_id"], "cost": r["cost"]} for r in rows]
-    return stacked_series(rows, days_between(first, last), {p.pk: p.name for p in projects}, "cost")
+    points = [{"bucket": r["day"], "series": r["project_id"], "cost": r["cost"]} for r in rows]
+    names = {p.pk: p.name for p in projects}
+    return stacked_series(points, days_between(first, last), names, "cost")
 
 
 def top_models(
@@ -107,7 +108,7 @@ def top_models(
         DailyUsage.objects.filter(project__in=project_ids, day__range=(first, last))
         .values("model")
         .annotate(**sums())
-        .order_by("-cost", "-calls", "model")[:n]
+        .order_by("-cost", "-calls", "model")[:n]  # type: ignore[misc]
     )
     return [{"model": r["model"], **numbers(r)} for r in rows]
 
@@ -260,11 +261,11 @@ def spend_by_environment(project: Project, first: date, last: date) -> dict[str,
         .annotate(cost=Sum("cost_usd"))
         .order_by()
     )
-    rows = [{"bucket": r["day"], "series": r["environment_id"], "cost": r["cost"]} for r in rows]
+    points = [{"bucket": r["day"], "series": r["environment_id"], "cost": r["cost"]} for r in rows]
     envs = dict(
         Environment.objects.filter(project=project).order_by("name").values_list("id", "name")
     )
-    return stacked_series(rows, days_between(first, last), envs, "cost")
+    return stacked_series(points, days_between(first, last), envs, "cost")
 
 
 def models_table(project: Project, first: date, last: date) -> list[dict[str, Any]]:
@@ -272,7 +273,7 @@ def models_table(project: Project, first: date, last: date) -> list[dict[str, An
         DailyUsage.objects.filter(project=project, day__range=(first, last))
         .values("model")
         .annotate(**sums())
-        .order_by("-cost", "-calls", "model")
+        .order_by("-cost", "-calls", "model")  # type: ignore[misc]
     )
     return [{"model": r["model"], **numbers(r)} for r in rows]
 

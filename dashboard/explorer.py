@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django import forms
@@ -36,12 +36,12 @@ PAGE_SIZE = 50
 COLUMNS = (
     ("calls", gettext_lazy("Calls")),
     ("errors", gettext_lazy("Errors")),
-    ("input_tokens", gettext_lazy("Input tokens")),
-    ("cached_input_tokens", gettext_lazy("Cached input")),
-    ("output_tokens", gettext_lazy("Output tokens")),
+    ("input_tokens", gettext_lazy("Input")),
+    ("cached_input_tokens", gettext_lazy("Cached")),
+    ("output_tokens", gettext_lazy("Output")),
     ("reasoning_tokens", gettext_lazy("Reasoning")),
     ("cost", gettext_lazy("Cost (USD)")),
-    ("unpriced_calls", gettext_lazy("Unpriced calls")),
+    ("unpriced_calls", gettext_lazy("Unpriced")),
 )
 GROUP_LABELS = {
     "day": gettext_lazy("Day"),
@@ -119,16 +119,18 @@ class ExplorerForm(forms.Form):
         super().__init__(data)
         self.scope, self.today = scope, today
         everything = [("", _("all"))]
-        self.fields["project"].choices = everything + [
+        cast(forms.ChoiceField, self.fields["project"]).choices = everything + [
             (p.slug, p.name) for p in scope.projects.values()
         ]
         names = sorted({e.name for e in scope.environments.values()})
-        self.fields["environment"].choices = everything + [(n, n) for n in names]
-        self.fields["key"].choices = everything + [
+        cast(forms.ChoiceField, self.fields["environment"]).choices = everything + [
+            (n, n) for n in names
+        ]
+        cast(forms.ChoiceField, self.fields["key"]).choices = everything + [
             (k.pk, f"{scope.projects[k.project_id].slug}: {k.name} ({k.masked})")
             for k in scope.keys.values()
         ]
-        self.fields["token"].choices = everything + [
+        cast(forms.ChoiceField, self.fields["token"]).choices = everything + [
             (t.pk, f"{scope.projects[t.project_id].slug}: {t.name} ({t.masked})")
             for t in scope.tokens.values()
         ]
@@ -206,7 +208,7 @@ def usage_rows(q: Query, scope: Scope) -> list[dict[str, Any]]:
     }[q.group_by]
     rows = []
     for g in grouped:
-        row = {f: int(g[f] or 0) for f, _h in COLUMNS if f != "cost"}
+        row: dict[str, Any] = {f: int(g[f] or 0) for f, _h in COLUMNS if f != "cost"}
         row["cost"] = g["cost"] or charts.ZERO
         rows.append({"group": label(g[column]), **row})
     return rows

@@ -44,7 +44,7 @@ def _delivery(alert: BudgetAlert | HealthAlert) -> str:
 
 
 def _budget_alert_text(alert: BudgetAlert) -> str:
-    scope = alert.budget.environment.name if alert.budget.environment_id else ""
+    scope = alert.budget.environment_name or ""
     values = {"threshold": alert.threshold, "scope": scope}
     if alert.kind == BudgetAlert.Kind.FORECAST:
         text = _("Forecast over the monthly budget")
@@ -64,7 +64,7 @@ def _health_alert_text(alert: HealthAlert) -> str:
 
 def recent_alerts(project_ids: list[int], n: int = 8) -> list[dict[str, Any]]:
     """Budget and health alerts of these projects, newest first (two queries)."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"at": a.created_at, "project": a.budget.project, "kind": "budget",
          "text": _budget_alert_text(a), "status": _delivery(a), "open": None}
         for a in BudgetAlert.objects.filter(budget__project__in=project_ids)
