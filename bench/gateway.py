@@ -70,9 +70,13 @@ def prepare(upstream_url: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--upstream-port", type=int, default=0,
+                        help="serve the fake upstream here (a peer proxy may point at it)")
+    parser.add_argument("--peer", action="append", default=[], metavar="NAME=URL",
+                        help="also measure another proxy of the same upstream, same run")
     args = parser.parse_args()
 
-    up_port, km_port = free_port(), free_port()
+    up_port, km_port = args.upstream_port or free_port(), free_port()
     upstream = start([PYTHON, "-m", "uvicorn", "tests.support.fake_upstream:fast_app",
                       "--factory", "--port", str(up_port), "--no-access-log",
                       "--log-level", "warning"])
@@ -110,6 +114,18 @@ def main() -> None:
                   f"{through['p50'] - direct['p50']:>7.2f}ms "
                   f"{through['p99'] - direct['p99']:>7.2f}ms {through['p99']:>5.2f}ms"
                   + (f"  errors: {through['errors']:.0f}" if through["errors"] else ""))
+        for name, url in (peer.split("=", 1) for peer in args.peer):
+            wrk(url, 4, 2, BODY, headers)  # warm-up
+            print(f"peer {name} ({url}):")
+            for connections in (1, 32):
+                direct = wrk(direct_url, connections, args.seconds, BODY, headers)
+                other = wrk(url, connections, args.seconds, BODY, headers)
+                ours = wrk(km_url, connections, args.seconds, BODY, headers)
+                print(f"  {connections:>2} connections: {name} {other['rps']:,.0f} req/s, "
+                      f"added p50 {other['p50'] - direct['p50']:.2f} ms | keymeter "
+                      f"{ours['rps']:,.0f} req/s, added p50 {ours['p50'] - direct['p50']:.2f} "
+                      f"ms | keymeter / {name}: {ours['rps'] / other['rps']:.1f}× throughput"
+                      + (f"  ({other['errors']:.0f} {name} errors)" if other["errors"] else ""))
         print("CPU per call (contention-free measure of the work done):")
         for connections, up_cpu, gw_cpu in cpu:
             print(f"  {connections:>2} connections: fake upstream {up_cpu * 1e6:6.0f} µs, "
