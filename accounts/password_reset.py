@@ -70,8 +70,12 @@ class PasswordResetCompleteView(auth_views.PasswordResetCompleteView):
 urlpatterns = [
     path("password/reset/", PasswordResetView.as_view(), name="password_reset"),
     path("password/reset/sent/", PasswordResetDoneView.as_view(), name="password_reset_done"),
-    path("password/reset/<uidb64>/<token>/", PasswordResetConfirmView.as_view(),
-         name="password_reset_confirm"),  # fmt: skip
-    path("password/reset/done/", PasswordResetCompleteView.as_view(),
-         name="password_reset_complete"),  # fmt: skip
+    path(
+        "password/reset/<uidb64>/<token>/",
+        PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),  # fmt: skip
+    path(
+        "password/reset/done/", PasswordResetCompleteView.as_view(), name="password_reset_complete"
+    ),  # fmt: skip
 ]

@@ -22,7 +22,13 @@ def create_project(
 ) -> Project:
     """Create a project with its environments; the owner becomes its admin."""
     name = name.strip()
-    slug = slugify(slug.strip() or name)
+    given = slug.strip()
+    slug = slugify(given or name)
+    max_slug = Project._meta.get_field("slug").max_length or 50
+    if len(slug) > max_slug:
+        if given:
+            raise ValidationError(f"A slug can have at most {max_slug} characters.", code="slug")
+        slug = slug[:max_slug].rstrip("-_")  # made from a long name: cut, don't fail
     if not name:
         raise ValidationError("A project needs a name.", code="name")
     if not slug:

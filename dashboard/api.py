@@ -22,7 +22,42 @@ class ApiTokenAuth(HttpBearer):
         return user
 
 
-api = NinjaAPI(
+# Every operation can answer these two, from the handlers below; the schema says so.
+_COMMON_ERRORS = {
+    "401": {
+        "description": "Missing or unknown token",
+        "content": {"application/json": {"schema": {
+            "type": "object", "required": ["detail"],
+            "properties": {"detail": {"type": "string"}},
+        }}},
+    },
+    "422": {
+        "description": "The request does not match the schema",
+        "content": {"application/json": {"schema": {
+            "type": "object", "required": ["detail"],
+            "properties": {"detail": {"type": "array", "items": {
+                "type": "object",
+                "properties": {"loc": {"type": "array", "items": {}},
+                               "msg": {"type": "string"}, "type": {"type": "string"}},
+            }}},
+        }}},
+    },
+}  # fmt: skip
+
+
+class KeymeterAPI(NinjaAPI):
+    def get_openapi_schema(self, **kwargs):  # type: ignore[override]
+        schema = super().get_openapi_schema(**kwargs)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, response in _COMMON_ERRORS.items():
+                    if status not in responses and int(status) not in responses:
+                        responses[status] = response
+        return schema
+
+
+api = KeymeterAPI(
     title="keymeter API",
     version="1",
     urls_namespace="api",

@@ -27,10 +27,11 @@ def clean_limit(value: Any) -> Decimal:
         raise ValidationError("monthly_limit_usd must be an amount in USD, like 100.00.") from None
     if not amount.is_finite() or amount <= 0:
         raise ValidationError("monthly_limit_usd must be more than 0.")
-    if amount != amount.quantize(CENT):
-        raise ValidationError("monthly_limit_usd can have at most 2 decimal places (cents).")
+    # Before quantize(): a huge amount would overflow the decimal context there.
     if amount >= Decimal(10) ** 16:
         raise ValidationError("monthly_limit_usd is too large.")
+    if amount != amount.quantize(CENT):
+        raise ValidationError("monthly_limit_usd can have at most 2 decimal places (cents).")
     return amount.quantize(CENT)
 
 

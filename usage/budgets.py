@@ -231,9 +231,12 @@ def check_budgets(project_ids=None, now: datetime | None = None) -> list[BudgetC
 def environment_named(project: Project, name: str | None) -> Environment | None:
     if not name:
         return None
-    environment = project.environments.filter(name=name.strip()).first()
+    name = name.strip()
+    # Not a possible environment name (too long, NUL bytes Postgres refuses): none such.
+    possible = len(name) <= 40 and "\x00" not in name
+    environment = project.environments.filter(name=name).first() if possible else None
     if environment is None:
-        raise ValidationError(f"{project.name} has no environment named '{name.strip()}'.")
+        raise ValidationError(f"{project.name} has no environment named '{name[:40]}'.")
     return environment
 
 
