@@ -13,7 +13,8 @@
     var n = Number(value);
     var digits = Math.abs(n) >= 1 || n === 0 ? 2 : 4;
     return new Intl.NumberFormat(lang, {
-      style: "currency", currency: "USD", minimumFractionDigits: 2, maximumFractionDigits: digits
+      style: "currency", currency: "USD", currencyDisplay: "narrowSymbol",
+      minimumFractionDigits: 2, maximumFractionDigits: digits
     }).format(n);
   }
 
