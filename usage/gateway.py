@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 from django.conf import settings
+from yarl import URL
 
 from usage import hardlimit, ratelimit
 from usage.batching import RecordBatcher
@@ -77,6 +78,7 @@ class Gateway:
     def __init__(self) -> None:
         self.routes = RouteCache()
         self.batcher = RecordBatcher()
+        self._urls: dict[tuple[str, str], URL] = {}
         # Projects seen without a hard limit, until (monotonic time): saves a Redis round
         # trip per call. A limit switched on takes effect within this long.
         self.no_hard_limit: dict[int, float] = {}
@@ -103,6 +105,19 @@ class Gateway:
                 skip_auto_headers=("User-Agent",),
             )
         return self._session
+
+    def upstream_url(self, base_url: str, path: str, query: bytes) -> URL:
+        """The provider URL for a gateway path. Parsed once per (base, path): yarl's
+        parsing and quoting is a noticeable share of a call's CPU."""
+        if query:
+            return URL(f"{base_url}{path[3:]}?{query.decode('latin-1')}")
+        key = (base_url, path)
+        url = self._urls.get(key)
+        if url is None:
+            if len(self._urls) > 10_000:
+                self._urls.clear()
+            url = self._urls[key] = URL(base_url + path[3:])
+        return url
 
     async def close(self) -> None:
         if self._session is not None:
@@ -291,10 +306,8 @@ class Call:
     async def forward(self, route: Route, path: str, body: bytes):
         record = self.record
         assert record is not None and route.base_url is not None
-        url = route.base_url + path[3:]
         query = self.scope.get("query_string", b"")
-        if query:
-            url += "?" + query.decode("latin-1")
+        url = self.gateway.upstream_url(route.base_url, path, query)
         headers = {
             name.decode("latin-1"): value.decode("latin-1")
             for name, value in self.scope["headers"]

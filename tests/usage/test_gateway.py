@@ -260,3 +260,14 @@ def test_usage_is_read_from_the_real_keys_only():
                         provider_key_id=None, gateway_token_id=None, endpoint="/v1/x")
     _read_json_outcome(record, body)
     assert (record.model, record.input_tokens, record.output_tokens) == ("gpt-4o-mini", 7, 9)
+
+
+def test_records_still_reach_the_stream_after_redis_forgets_its_scripts(gateway_setup):
+    from dashboard.redis_client import get_redis
+
+    client = sdk(gateway_setup)
+    client.models.list()
+    stream_records(1)
+    get_redis().script_flush()  # what a Redis restart does to the script cache
+    client.models.list()
+    assert len(stream_records(2)) == 2
