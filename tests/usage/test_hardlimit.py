@@ -46,6 +46,8 @@ def test_200_concurrent_calls_overshoot_by_at_most_one_call(gateway_setup, alpha
     allowed = [o for o in outcomes if o == "ok"]
     refused = [o for o in outcomes if o != "ok"]
     spent = CALL_COST * len(allowed)
+    print(f"hard limit $0.01: {len(allowed)} of 200 concurrent calls allowed, spent ${spent}, "
+          f"overshoot ${max(spent - Decimal('0.01'), Decimal(0))}")
     assert spent <= Decimal("0.01") + CALL_COST, f"{len(allowed)} calls went through"
     assert len(allowed) >= 40  # the limit is used, not refused early
     assert len(refused) == 200 - len(allowed)
