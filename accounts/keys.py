@@ -47,6 +47,12 @@ def add_provider_key(
     by: User | None = None,
     ip: str | None = None,
 ) -> ProviderKey:
+    if kind == ProviderKey.Kind.ADMIN and by is not None and not by.is_staff:
+        # An Admin key reads every project's usage in the provider organization, and the
+        # import attributes it to keymeter projects: not for one project's admin to add.
+        raise ValidationError(
+            "Only staff can add an Admin key: it reads the whole organization's usage "
+            "and costs.", code="admin_key_staff_only")
     secret = vault.clean_secret(secret)
     if issued_at is not None and issued_at > timezone.now() + timedelta(minutes=5):
         raise ValidationError("issued_at cannot be in the future.", code="future_issued_at")

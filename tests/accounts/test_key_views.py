@@ -104,12 +104,23 @@ def test_an_admin_imports_a_key_with_its_issue_date(as_user, alpha, alice):
     assert event.actor == alice and SECRET not in str(event.detail)
 
 
-def test_an_admin_key_can_be_imported(as_user, alpha, alice):
+def test_an_admin_key_can_be_imported_by_staff(as_user, alpha, alice):
+    alice.is_staff = True
+    alice.save()
     r = as_user(alice).post(
         "/projects/alpha/keys/import/", _import(environment=_env(alpha).pk, kind="admin")
     )
     assert r.status_code == 302
     assert ProviderKey.objects.get().kind == ProviderKey.Kind.ADMIN
+
+
+def test_a_project_admin_cannot_add_an_organization_admin_key(as_user, alpha, alice):
+    r = as_user(alice).post(
+        "/projects/alpha/keys/import/", _import(environment=_env(alpha).pk, kind="admin")
+    )
+    assert r.status_code == 400
+    assert "Only staff can add an Admin key" in r.content.decode()
+    assert not ProviderKey.objects.exists()
 
 
 @pytest.mark.parametrize(
