@@ -22,7 +22,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_POST
 
-from accounts import audit, hygiene, keys, leaks, validation
+from accounts import audit, hygiene, leaks, validation
 from accounts.access import can, project_for_user
 from accounts.models import Project, ProviderKey, Role, RotationStage, User
 from dashboard.forms import ProviderKeyForm
@@ -119,18 +119,8 @@ def import_key(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     project, role = project_for_user(request.user, slug, Role.ADMIN)
     form = ImportKeyForm(project, request.POST)
     if form.is_valid():
-        data = form.cleaned_data
         try:
-            key = keys.add_provider_key(
-                data["environment"],
-                data["secret"],
-                name=data["name"],
-                base_url=data["base_url"],
-                issued_at=form.issued_at_datetime(),
-                kind=data["kind"],
-                by=request.user,
-                ip=audit.client_ip(request),
-            )
+            key = form.add_key(by=request.user, ip=audit.client_ip(request))
         except ValidationError as exc:
             form.add_service_error(exc)
         else:

@@ -113,6 +113,23 @@ class ProviderKeyForm(ServiceErrorsMixin, _EnvironmentChoiceForm):
             return None
         return timezone.make_aware(datetime.combine(day, time.min))
 
+    def add_key(self, *, by, ip: str | None):
+        """Store the key through accounts.keys (raises ValidationError for the form)."""
+        from accounts.keys import add_provider_key
+        from accounts.models import ProviderKey
+
+        data = self.cleaned_data
+        return add_provider_key(
+            data["environment"],
+            data["secret"],
+            name=data["name"],
+            base_url=data["base_url"],
+            issued_at=self.issued_at_datetime(),
+            kind=data.get("kind") or ProviderKey.Kind.API,
+            by=by,
+            ip=ip,
+        )
+
 
 class RotateKeyForm(ServiceErrorsMixin, forms.Form):
     auto_id_format = "rotate-%s"

@@ -175,17 +175,8 @@ def add_key(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
     project, role = project_for_user(request.user, slug, Role.ADMIN)
     form = ProviderKeyForm(project, request.POST)
     if form.is_valid():
-        data = form.cleaned_data
         try:
-            key = keys.add_provider_key(
-                data["environment"],
-                data["secret"],
-                name=data["name"],
-                base_url=data["base_url"],
-                issued_at=form.issued_at_datetime(),
-                by=request.user,
-                ip=audit.client_ip(request),
-            )
+            key = form.add_key(by=request.user, ip=audit.client_ip(request))
         except ValidationError as exc:
             form.add_service_error(exc)
         else:
