@@ -27,7 +27,7 @@ class BudgetForm(forms.Form):
         widget=forms.TextInput(attrs={"inputmode": "decimal"}),
     )
     thresholds = forms.CharField(
-        label=_("Alert at (% of the limit)"),
+        label=_("Alert at (percent of the limit)"),  # "% o" would read as a format
         max_length=100,
         initial="80, 100",
         help_text=_("Comma-separated percentages, e.g. 50, 80, 100."),
