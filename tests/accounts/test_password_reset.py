@@ -118,3 +118,12 @@ def test_without_a_saved_language_the_email_follows_the_page(client, db, mailout
     make_user("erin@example.org", name="Erin")
     client.post(RESET_URL, {"email": "erin@example.org"}, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
     assert mailoutbox[0].subject == "[keymeter] 重置密码"
+
+
+def test_an_address_gets_at_most_three_reset_emails_an_hour(client, db, mailoutbox):
+    make_user("erin@example.org")
+    pages = [client.post(RESET_URL, {"email": "erin@example.org"}, follow=True)
+             for _ in range(5)]  # fmt: skip
+    assert len(mailoutbox) == 3
+    # The fourth and fifth requests look exactly like the first: nothing to learn from them.
+    assert {_without_csrf(p.content) for p in pages} == {_without_csrf(pages[0].content)}
