@@ -13,6 +13,7 @@ import hashlib
 from typing import Any
 from urllib.parse import urlsplit
 
+from django import forms
 from django.conf import settings
 from django.contrib.auth import forms as auth_forms
 from django.contrib.auth import views as auth_views
@@ -39,10 +40,10 @@ def _within_email_quota(address: str) -> bool:
 
 
 class PasswordResetForm(auth_forms.PasswordResetForm):
-    email = auth_forms.forms.EmailField(
+    email = forms.EmailField(
         label=_("Email"),
         max_length=254,
-        widget=auth_forms.forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
+        widget=forms.EmailInput(attrs={"autocomplete": "email", "autofocus": True}),
     )
 
     def save(self, **kwargs: Any) -> None:  # type: ignore[override]

@@ -88,16 +88,22 @@ class Session:
                                            viewport={"width": 1280, "height": 860},
                                            accept_downloads=True)  # fmt: skip
         self.page = self.context.new_page()
-        self.page.on("console", lambda m: m.type == "error" and self.problems.append(
-            f"console: {m.text} ({self.page.url})"))  # fmt: skip
+        self.page.on("console", self._console)
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
-        self.page.on("response", lambda r: r.status >= 400 and self.problems.append(
-            f"HTTP {r.status}: {r.url}"))  # fmt: skip
+        self.page.on("response", self._response)
         self.page.goto("/accounts/login/")
         self.page.get_by_label("Email").fill(email)
         self.page.get_by_label("Password").fill(PASSWORD)
         self.page.get_by_role("button", name="Log in").click()
         self.page.wait_for_url(re.compile(r".*/overview/$"))
+
+    def _console(self, message) -> None:
+        if message.type == "error":
+            self.problems.append(f"console: {message.text} ({self.page.url})")
+
+    def _response(self, response) -> None:
+        if response.status >= 400:
+            self.problems.append(f"HTTP {response.status}: {response.url}")
 
     def visit(self, path: str):
         response = self.page.goto(path)
