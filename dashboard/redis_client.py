@@ -11,8 +11,9 @@ from django.conf import settings
 
 @lru_cache(maxsize=1)
 def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=2,
-                                health_check_interval=30)
+    return redis.Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
+    )
 
 
 def get_redis() -> redis.Redis:
@@ -34,8 +35,12 @@ def get_async_redis():
         # A bounded pool that waits for a free connection: the default one raises
         # past its size, which under a burst would look like "Redis is down".
         pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, max_connections=64, timeout=2, socket_timeout=2,
-            socket_connect_timeout=1)
+            settings.REDIS_URL,
+            max_connections=64,
+            timeout=2,
+            socket_timeout=2,
+            socket_connect_timeout=1,
+        )
         client = aioredis.Redis(connection_pool=pool)
         _async_clients[loop] = client
     return client

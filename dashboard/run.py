@@ -74,11 +74,13 @@ def main() -> int:
             env=env,
         )
         manager.add_process(
-            "worker", f"{py} -m celery -A dashboard worker --loglevel INFO --concurrency 2",
+            "worker",
+            f"{py} -m celery -A dashboard worker --loglevel INFO --concurrency 2",
             env=env,
         )
         manager.add_process(
-            "beat", f"{py} -m celery -A dashboard beat --loglevel INFO -s {beat_schedule}",
+            "beat",
+            f"{py} -m celery -A dashboard beat --loglevel INFO -s {beat_schedule}",
             env=env,
         )
         print(f"keymeter: serving on http://{host}:{port}/ (Ctrl-C stops)", flush=True)

@@ -37,8 +37,9 @@ if LOCAL_MODE:
     VAULT_KEYS = env.list("VAULT_KEYS", default=[]) or [localmode.vault_keys()]
 else:
     SECRET_KEY = _required(
-        "SECRET_KEY", "Set it to a long random string, e.g. `python -c 'import secrets; "
-        "print(secrets.token_urlsafe(50))'`."
+        "SECRET_KEY",
+        "Set it to a long random string, e.g. `python -c 'import secrets; "
+        "print(secrets.token_urlsafe(50))'`.",
     )
     VAULT_KEYS = [
         k.strip()
@@ -181,16 +182,21 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 # Call stream → call log and rollups (usage/pipeline.py). A run still queued when the
 # next is due is dropped (expires) instead of piling up behind a backlog.
 CELERY_BEAT_SCHEDULE["flush-calls"] = {
-    "task": "usage.tasks.flush_calls", "schedule": 2.0, "options": {"expires": 2.0},
+    "task": "usage.tasks.flush_calls",
+    "schedule": 2.0,
+    "options": {"expires": 2.0},
 }
 # The provider's own daily usage and costs (usage/provider_import.py): yesterday and today.
 CELERY_BEAT_SCHEDULE["import-provider-usage"] = {
-    "task": "usage.tasks.import_provider_usage", "schedule": crontab(hour=1, minute=30),
+    "task": "usage.tasks.import_provider_usage",
+    "schedule": crontab(hour=1, minute=30),
 }
 # Budgets (usage/budgets.py): every flush checks the projects it touched; this is the
 # safety net, plus health alerts, lost alert emails and the gateway's hard limits.
 CELERY_BEAT_SCHEDULE["check-budgets"] = {
-    "task": "usage.tasks.check_budgets", "schedule": 300.0, "options": {"expires": 300.0},
+    "task": "usage.tasks.check_budgets",
+    "schedule": 300.0,
+    "options": {"expires": 300.0},
 }
 # Call records wait here (append-only) while Redis is unreachable; replayed by the flush.
 SPOOL_DIR = Path(env.str("SPOOL_DIR", default=str(localmode.VAR_DIR / "spool")))
@@ -255,13 +261,16 @@ KEY_UNUSED_DAYS = env.int("KEY_UNUSED_DAYS", default=30)
 KEY_VALIDATION_TIMEOUT = env.float("KEY_VALIDATION_TIMEOUT", default=10.0)
 # Daily: stage keys for rotation and email once per stage; hourly: end grace periods.
 CELERY_BEAT_SCHEDULE["check-rotation"] = {
-    "task": "accounts.tasks.check_rotation", "schedule": crontab(hour=6, minute=0),
+    "task": "accounts.tasks.check_rotation",
+    "schedule": crontab(hour=6, minute=0),
 }
 CELERY_BEAT_SCHEDULE["end-rotation-grace"] = {
-    "task": "accounts.tasks.end_rotation_grace", "schedule": crontab(minute=5),
+    "task": "accounts.tasks.end_rotation_grace",
+    "schedule": crontab(minute=5),
 }
 CELERY_BEAT_SCHEDULE["validate-keys"] = {
-    "task": "accounts.tasks.validate_keys", "schedule": crontab(hour=5, minute=15),
+    "task": "accounts.tasks.validate_keys",
+    "schedule": crontab(hour=5, minute=15),
 }
 
 # The gateway (usage/gateway.py). Timeouts in seconds; a long completion may stream
