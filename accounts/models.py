@@ -327,6 +327,8 @@ class KeyStageNotice(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     sent_at = models.DateTimeField(null=True, blank=True)
     recipients = models.PositiveIntegerField(default=0)
+    # Addresses already emailed: a retry after a partial failure skips them.
+    delivered_to = models.JSONField(default=list, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
 
     class Meta:

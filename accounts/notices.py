@@ -139,21 +139,24 @@ def deliver_notice(notice_id: int) -> list[str]:
         if notice is None or notice.sent_at is not None:
             return []
         recipients = _recipients(notice.project)
-        messages = [render_notice(notice, user) for user in recipients]
+        todo = [user for user in recipients if user.email not in notice.delivered_to]
         notice.attempts += 1
         try:
-            if messages:
+            if todo:
                 with get_connection(fail_silently=False) as connection:
-                    connection.send_messages(messages)
+                    for user in todo:  # one at a time: a retry resumes after the last one sent
+                        connection.send_messages([render_notice(notice, user)])
+                        notice.delivered_to = [*notice.delivered_to, user.email]
         except DELIVERY_ERRORS as exc:
             error = exc
             notice.last_error = f"{type(exc).__name__}: {exc}"[:300]
-            notice.save(update_fields=["attempts", "last_error"])
+            notice.save(update_fields=["attempts", "last_error", "delivered_to"])
         else:
             notice.sent_at = timezone.now()
-            notice.recipients = len(messages)
+            notice.recipients = len(notice.delivered_to)
             notice.last_error = ""
-            notice.save(update_fields=["attempts", "sent_at", "recipients", "last_error"])
+            notice.save(update_fields=["attempts", "sent_at", "recipients", "last_error",
+                                       "delivered_to"])
     if error is not None:
         raise NoticeNotSent(f"key notice {notice_id}: {notice.last_error}") from error
     return [user.email for user in recipients]

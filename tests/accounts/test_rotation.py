@@ -272,3 +272,43 @@ def test_the_command_prints_each_stage_and_who_it_emailed(old_key, alice, inbox,
     )  # the second run: staged, nothing emailed
     assert len(inbox.messages) == 1
     assert SECRET not in out
+
+
+class RefusesOnce(Inbox):
+    """Refuses one address the first time (451: try again later), takes everything else."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self.address, self.refused = address, False
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        if address == self.address and not self.refused:
+            self.refused = True
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_a_retry_after_a_partial_failure_emails_only_who_missed_it(
+    old_key, alpha, alice, bob, settings, smtp_port
+):
+    from accounts.projects import set_member_role
+
+    set_member_role(alpha, bob, "admin", by=alice)
+    handler = RefusesOnce("bob@example.org")
+    controller = Controller(handler, hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", smtp_port, 2
+    try:
+        with time_machine.travel(T0 + timedelta(days=80), tick=False):
+            [notice] = check_rotation().notices
+        with pytest.raises(notices.NoticeNotSent):
+            notices.deliver_notice(notice.pk)
+        notices.deliver_notice(notice.pk)
+    finally:
+        controller.stop()
+    assert sorted(str(m["to"]) for m in handler.messages) == [
+        "alice@example.org", "bob@example.org"]
+    notice.refresh_from_db()
+    assert notice.sent_at is not None and notice.recipients == 2
