@@ -22,6 +22,7 @@ from django.urls import path, reverse_lazy
 from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
+from accounts import throttle
 from accounts.language import language_for
 
 RESET_EMAILS_PER_HOUR = 3
@@ -80,6 +81,11 @@ class PasswordResetDoneView(auth_views.PasswordResetDoneView):
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     template_name = "accounts/password_reset_confirm.html"
+
+    def form_valid(self, form):
+        # A new password ends the lockout that failed guesses of the old one caused.
+        throttle.clear(form.user.email)
+        return super().form_valid(form)
     success_url = reverse_lazy("accounts:password_reset_complete")
 
 

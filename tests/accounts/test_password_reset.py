@@ -127,3 +127,22 @@ def test_an_address_gets_at_most_three_reset_emails_an_hour(client, db, mailoutb
     assert len(mailoutbox) == 3
     # The fourth and fifth requests look exactly like the first: nothing to learn from them.
     assert {_without_csrf(p.content) for p in pages} == {_without_csrf(pages[0].content)}
+
+
+def test_a_new_password_lifts_the_lockout_of_failed_logins(client, db, mailoutbox, settings):
+    make_user("erin@example.org")
+    # Someone guessed from elsewhere; the per-address counter locks Erin out too.
+    for _ in range(settings.LOGIN_THROTTLE_ATTEMPTS):
+        client.post(reverse("accounts:login"), {"email": "erin@example.org", "password": "x"},
+                    REMOTE_ADDR="203.0.113.9")  # fmt: skip
+    locked = client.post(reverse("accounts:login"),
+                         {"email": "erin@example.org", "password": PASSWORD})  # fmt: skip
+    assert locked.status_code == 429
+
+    client.post(RESET_URL, {"email": "erin@example.org"})
+    form_page = client.get(_link(mailoutbox[0].body), follow=True)
+    client.post(form_page.redirect_chain[-1][0],
+                {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})  # fmt: skip
+    login = client.post(reverse("accounts:login"),
+                        {"email": "erin@example.org", "password": NEW_PASSWORD})  # fmt: skip
+    assert login.status_code == 302
