@@ -99,7 +99,8 @@ def budget_context(alert: BudgetAlert) -> dict[str, Any]:
         "spend": money_str(alert.spend_usd.quantize(budgets.CENT)),
         "limit": money_str(alert.limit_usd),
         "percent": (alert.spend_usd * 100 / alert.limit_usd).quantize(Decimal("0.1")),
-        "forecast": money_str(alert.forecast_usd) if alert.forecast_usd is not None else None,
+        "forecast": (money_str(alert.forecast_usd.quantize(budgets.CENT))
+                     if alert.forecast_usd is not None else None),
         "is_forecast": alert.kind == BudgetAlert.Kind.FORECAST,
         "hard_limit": budget.hard_limit,
         "top_models": [
