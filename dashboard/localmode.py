@@ -12,6 +12,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -22,7 +23,7 @@ REDIS_SOCKET = VAR_DIR / "redis.sock"
 REDIS_URL = f"unix://{REDIS_SOCKET}"
 
 
-def _read_or_create(path: Path, make: callable, warning: str) -> str:  # type: ignore[valid-type]
+def _read_or_create(path: Path, make: Callable[[], str], warning: str) -> str:
     if path.exists():
         return path.read_text().strip()
     VAR_DIR.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ Otherwise it is a deployment: SECRET_KEY and VAULT_KEYS must be set.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import environ
 from celery.schedules import crontab
@@ -125,6 +126,7 @@ TEMPLATES = [
     },
 ]
 
+DATABASES: dict[str, dict[str, Any]]
 if LOCAL_MODE:
     DATABASES = {
         "default": {
@@ -134,7 +136,7 @@ if LOCAL_MODE:
         }
     }
 else:
-    DATABASES = {"default": env.db("DATABASE_URL")}
+    DATABASES = {"default": {**env.db("DATABASE_URL")}}
     DATABASES["default"].setdefault("CONN_MAX_AGE", 60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 

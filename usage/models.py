@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db import models
 from django.utils import timezone
@@ -10,8 +11,8 @@ from django.utils.translation import gettext_lazy as _
 from accounts.models import Environment, GatewayToken, Project, ProviderKey, User
 
 # Money: USD, exact to 1e-10; a month of a big org still fits in 14 integer digits.
-MONEY = {"max_digits": 24, "decimal_places": 10}
-PRICE = {"max_digits": 16, "decimal_places": 8, "null": True, "blank": True}
+MONEY: dict[str, Any] = {"max_digits": 24, "decimal_places": 10}
+PRICE: dict[str, Any] = {"max_digits": 16, "decimal_places": 8, "null": True, "blank": True}
 
 
 class ModelPrice(models.Model):

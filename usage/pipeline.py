@@ -171,7 +171,12 @@ async def enqueue_many_async(records: list[CallRecord]) -> None:
             # Some XADDs may have landed: spooling them again is harmless, the unique
             # request id counts each call once.
             _mark_down(url, exc)
-    await asyncio.to_thread(lambda: [spool(line) for line in lines])
+    await asyncio.to_thread(_spool_all, lines)
+
+
+def _spool_all(lines: list[bytes]) -> None:
+    for line in lines:
+        spool(line)
 
 
 # Spool
@@ -300,12 +305,13 @@ def ensure_group(r: redis.Redis) -> None:
 def _read(r: redis.Redis, consumer: str, count: int, claim_idle_ms: int) -> tuple[list, int]:
     """Entries to handle: our own unacked ones, then a dead consumer's, then new ones."""
     entries: dict[bytes, Any] = {}
-    own = r.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=count)
+    # redis-py types its replies for sync and async clients at once: Any is the truth here.
+    own: Any = r.xreadgroup(GROUP, consumer, {STREAM: "0"}, count=count)
     for entry_id, fields in own[0][1] if own else []:
         entries[entry_id] = fields
     reclaimed = 0
     if len(entries) < count:
-        claimed = r.xautoclaim(STREAM, GROUP, consumer, claim_idle_ms, "0-0",
+        claimed: Any = r.xautoclaim(STREAM, GROUP, consumer, claim_idle_ms, "0-0",
                                count=count - len(entries))  # fmt: skip
         # An entry deleted while pending comes back as None (Redis 6.2) or in a third
         # list that Redis 7 has already dropped from the pending list: nothing to do.
@@ -314,7 +320,7 @@ def _read(r: redis.Redis, consumer: str, count: int, claim_idle_ms: int) -> tupl
                 entries[entry_id] = fields
                 reclaimed += 1
     if len(entries) < count:
-        new = r.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count - len(entries))
+        new: Any = r.xreadgroup(GROUP, consumer, {STREAM: ">"}, count=count - len(entries))
         for entry_id, fields in new[0][1] if new else []:
             entries[entry_id] = fields
     return list(entries.items()), reclaimed

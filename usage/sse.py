@@ -25,6 +25,12 @@ def _data_json(event: bytes) -> Any:
     return None
 
 
+def _holder(data: dict[str, Any]) -> dict[str, Any]:
+    """Where model and usage sit: the chunk itself, or a Responses event's `response`."""
+    response = data.get("response")
+    return response if isinstance(response, dict) else data
+
+
 class StreamUsage:
     """Feeds on upstream bytes, returns what the client should get.
 
@@ -56,13 +62,13 @@ class StreamUsage:
     def finish(self) -> bytes:
         """Whatever is left when the upstream stream ends (an unterminated event)."""
         rest, self._buffer = self._buffer, b""
-        return self._event(rest) if rest else b""
+        return (self._event(rest) or b"") if rest else b""
 
     def _event(self, event: bytes) -> bytes | None:
         if b'"usage":{' in event or b'"usage": {' in event:
             data = _data_json(event)
             if isinstance(data, dict):
-                holder = data.get("response") if isinstance(data.get("response"), dict) else data
+                holder = _holder(data)
                 usage = holder.get("usage")
                 if isinstance(usage, dict):
                     self.usage = usage
@@ -73,8 +79,7 @@ class StreamUsage:
         elif self.model is None and b'"model"' in event:
             data = _data_json(event)
             if isinstance(data, dict):
-                holder = data.get("response") if isinstance(data.get("response"), dict) else data
-                model = holder.get("model")
+                model = _holder(data).get("model")
                 self.model = model if isinstance(model, str) else None
         if self.strip_usage and b'"usage":null' in event:
             event = event.replace(b',"usage":null', b"").replace(b'"usage":null,', b"")
