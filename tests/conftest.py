@@ -24,6 +24,8 @@ def _fast_password_hashing():
 
 @pytest.fixture(autouse=True)
 def _clean_redis():
+    # Before too: a run that was killed midway must not leave records for the next one.
+    get_redis().flushdb()
     yield
     get_redis().flushdb()
 
