@@ -35,13 +35,13 @@ from usage.budget_fields import (  # noqa: F401  (budget_summary: part of this m
     clean_webhook_url,
     snapshot,
 )
+from usage.hardlimit import budget_key, live_key, month_of
 from usage.models import Budget, BudgetAlert, DailyUsage
 from usage.rollups import money_str, to_units
 
 log = logging.getLogger(__name__)
 
 # The gateway reads a project's hard limit here: integer units of 1e-10 USD, "0" = none.
-BUDGET_KEY = "km:budget:{project_id}"
 FORECAST_MIN_DAYS = 3  # days with data in the period before a forecast is made
 TRAILING_DAYS = 7
 CENT = Decimal("0.01")
@@ -320,6 +320,11 @@ def hard_limit_units(project: Project | int) -> int | None:
     budget = Budget.objects.filter(project_id=project_id, environment__isnull=True).first()
     if budget is None:
         return None
+    return _limit_units(budget)
+
+
+def _limit_units(budget: Budget) -> int:
+    """What the gateway enforces for a project-wide budget: its limit, or 0 for none."""
     return to_units(budget.monthly_limit_usd) if budget.hard_limit else 0
 
 
@@ -328,7 +333,7 @@ def publish_budget_limit(project: Project | int) -> None:
     calls through at once. Best effort: the beat republishes every limit."""
     project_id = project if isinstance(project, int) else project.pk
     units = hard_limit_units(project_id)
-    key = BUDGET_KEY.format(project_id=project_id)
+    key = budget_key(project_id)
     try:
         if units is None:
             get_redis().delete(key)
@@ -337,8 +342,6 @@ def publish_budget_limit(project: Project | int) -> None:
         if not units:
             # Without a hard limit the gateway stops keeping the live spend counter:
             # drop it, so switching a limit on later rebuilds it from the rollups.
-            from usage.hardlimit import live_key, month_of
-
             get_redis().delete(live_key(project_id, month_of(timezone.now().timestamp())))
     except redis.RedisError:
         log.warning("could not publish the budget limit of project %s", project_id, exc_info=True)
@@ -347,12 +350,7 @@ def publish_budget_limit(project: Project | int) -> None:
 def publish_all_budget_limits() -> int:
     """Rewrite every project-wide budget's limit (heals a flushed or stale Redis)."""
     budgets = Budget.objects.filter(environment__isnull=True)
-    values = {
-        BUDGET_KEY.format(project_id=b.project_id): str(
-            to_units(b.monthly_limit_usd) if b.hard_limit else 0
-        )
-        for b in budgets
-    }
+    values = {budget_key(b.project_id): str(_limit_units(b)) for b in budgets}
     if values:
         try:
             get_redis().mset(values)

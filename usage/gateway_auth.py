@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections, connection
 
 from accounts.tokens import GATEWAY_PREFIX
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,42 +37,44 @@ class Route:
     tokens_per_minute: int | None = None
 
 
-def _load_route(digest: str) -> Route | None:
-    from accounts.models import GatewayToken, ProviderKey
+def read_in_thread(read: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """`read` as a coroutine that runs in a worker thread and closes its database
+    connection afterwards: the gateway reads rarely (cache misses), so a thread pool
+    must not hold a connection per thread."""
 
-    close_old_connections()
-    try:
-        token = (
-            GatewayToken.objects.select_related("project", "environment")
-            .filter(digest=digest, revoked_at__isnull=True)
-            .first()
-        )
-        if token is None:
-            return None
-        key = (
-            ProviderKey.objects.filter(
-                environment_id=token.environment_id,
-                status=ProviderKey.Status.ACTIVE,
-                kind=ProviderKey.Kind.API,
-            )
-            .only("id", "base_url", "secret_encrypted")
-            .first()
-        )
-        return Route(
-            token_id=token.pk,
-            project_id=token.project_id,
-            project_name=token.project.name,
-            environment_id=token.environment_id,
-            environment_name=token.environment.name,
-            key_id=key.pk if key else None,
-            base_url=key.base_url.rstrip("/") if key else None,
-            secret=key.reveal_secret() if key else None,
-            requests_per_minute=token.requests_per_minute,
-            tokens_per_minute=token.tokens_per_minute,
-        )
-    finally:
-        # Misses are rare (one per token per TTL): don't hold a connection per thread.
-        connection.close()
+    def run(*args: Any) -> T:
+        close_old_connections()
+        try:
+            return read(*args)
+        finally:
+            connection.close()
+
+    return sync_to_async(run, thread_sensitive=False)
+
+
+def load_route(digest: str) -> Route | None:
+    from accounts.models import GatewayToken
+
+    token = (
+        GatewayToken.objects.select_related("project", "environment")
+        .filter(digest=digest, revoked_at__isnull=True)
+        .first()
+    )
+    if token is None:
+        return None
+    key = token.environment.active_key()
+    return Route(
+        token_id=token.pk,
+        project_id=token.project_id,
+        project_name=token.project.name,
+        environment_id=token.environment_id,
+        environment_name=token.environment.name,
+        key_id=key.pk if key else None,
+        base_url=key.base_url.rstrip("/") if key else None,
+        secret=key.reveal_secret() if key else None,
+        requests_per_minute=token.requests_per_minute,
+        tokens_per_minute=token.tokens_per_minute,
+    )
 
 
 class RouteCache:
@@ -79,7 +85,7 @@ class RouteCache:
         self.max_entries = max_entries
         self._entries: dict[str, tuple[Route | None, float]] = {}
         self._loading: dict[str, asyncio.Future[Route | None]] = {}
-        self._load = sync_to_async(_load_route, thread_sensitive=False)
+        self._load = read_in_thread(load_route)
 
     async def resolve(self, token: str) -> Route | None:
         if not token.startswith(GATEWAY_PREFIX) or len(token) > 200:

@@ -21,15 +21,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
 
 from dashboard.redis_client import get_async_redis
+from usage.gateway_auth import read_in_thread
 from usage.pricing import PriceBook
 from usage.rollups import from_units, to_units
 
@@ -95,23 +94,18 @@ class Refusal:
     limit: Decimal
 
 
-def _hard_limit_units(project_id: int) -> int:
+def hard_limit_units(project_id: int) -> int:
     from usage.budgets import hard_limit_units
 
-    try:
-        return hard_limit_units(project_id) or 0
-    finally:
-        connection.close()
+    return hard_limit_units(project_id) or 0
 
 
-def _spend_units(project_id: int, ts: float) -> int:
-    from usage.rollups import _spend_from_rollups
+def spend_units(project_id: int, ts: float) -> int:
+    """The project's spend this month, from the rollups: what the live counter starts at."""
+    from usage.models import Budget
 
-    try:
-        day = datetime.fromtimestamp(ts, ZoneInfo(settings.TIME_ZONE)).date()
-        return to_units(_spend_from_rollups(project_id, day))
-    finally:
-        connection.close()
+    whole_project = Budget(project_id=project_id)  # unsaved: only its scope is read
+    return to_units(whole_project.spend_this_period(datetime.fromtimestamp(ts, UTC)))
 
 
 class PriceCache:
@@ -127,7 +121,7 @@ class PriceCache:
     async def get(self) -> PriceBook:
         stale = time.monotonic() - self.loaded_at > self.REFRESH
         if self.book is None:
-            self.book = await sync_to_async(_load_book, thread_sensitive=False)()
+            self.book = await _load_book()
             self.loaded_at = time.monotonic()
         elif stale and self._loading is None:
             self._loading = asyncio.ensure_future(self._reload())
@@ -135,7 +129,7 @@ class PriceCache:
 
     async def _reload(self) -> None:
         try:
-            self.book = await sync_to_async(_load_book, thread_sensitive=False)()
+            self.book = await _load_book()
             self.loaded_at = time.monotonic()
         except Exception:
             log.warning("price table reload failed; keeping the previous one", exc_info=True)
@@ -143,13 +137,9 @@ class PriceCache:
             self._loading = None
 
 
-def _load_book() -> PriceBook:
-    try:
-        return PriceBook.load()
-    finally:
-        connection.close()
-
-
+_load_book = read_in_thread(PriceBook.load)
+_hard_limit_units = read_in_thread(hard_limit_units)
+_spend_units = read_in_thread(spend_units)
 prices = PriceCache()
 
 
@@ -193,10 +183,10 @@ async def reserve(project_id: int, request_id: str, estimate: int) -> Hold | Ref
         if status == 0:
             return Refusal(spent=from_units(int(live)), limit=from_units(int(limit)))
         if status == -1:
-            units = await sync_to_async(_hard_limit_units, thread_sensitive=False)(project_id)
+            units = await _hard_limit_units(project_id)
             await redis.set(keys[0], units, nx=True)
         elif status == -2:
-            units = await sync_to_async(_spend_units, thread_sensitive=False)(project_id, now)
+            units = await _spend_units(project_id, now)
             await redis.set(keys[1], units, nx=True, ex=40 * 86400)
     return None
 

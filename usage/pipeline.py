@@ -3,7 +3,7 @@
     enqueue / enqueue_async ─XADD─▶ stream km:calls ─▶ flush_calls (consumer group)
           │ Redis down                                  ONE transaction: insert ApiCall
           ▼                                             rows (new ones only) + rollups
-    spool file (append-only) ─replay_spool─▶ stream     commit → INCRBY mtd → XACK+XDEL
+    spool file (append-only) ─replay_spool─▶ stream     commit → live budget counters → XACK+XDEL
 
 Exactly-once counting comes from the unique request_id: a record delivered twice
 (replayed spool, reclaimed from a dead worker, re-read after a crash between commit
@@ -37,7 +37,7 @@ from django.db import DataError, IntegrityError, transaction
 from dashboard.redis_client import get_redis
 from usage import hardlimit, lastused, rollups
 from usage.records import CallRecord
-from usage.rollups import PricedCall, month_to_date_spend  # noqa: F401  (re-exported)
+from usage.rollups import PricedCall
 
 log = logging.getLogger(__name__)
 
@@ -447,7 +447,6 @@ def flush_calls(
     result.duplicates += len(calls) - len(new) - failed
     result.cost_usd = sum((c.cost for c in new if c.cost), Decimal(0))
     result.projects = {c.record.project_id for c in new}
-    rollups.add_month_to_date(rollups.spend_by_month(new))
     hardlimit.add_flushed_to_live(new)
     _ack(r, [entry_id for entry_id, _ in entries])
     return result

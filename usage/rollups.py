@@ -1,6 +1,6 @@
 """The database half of the flush: cost the records, insert call rows, add only the new
-ones into the hourly and daily rollups, and keep the month-to-date spend counter in
-Redis. Also the spend report, which reads the daily rollups.
+ones into the hourly and daily rollups. Also the spend report, which reads the daily
+rollups.
 
 Raw SQL on purpose: one multi-row INSERT … ON CONFLICT (request_id) DO NOTHING
 RETURNING tells exactly which rows are new (Postgres, and SQLite ≥ 3.35), and one
@@ -14,18 +14,16 @@ import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import redis
 from django.conf import settings
 from django.db import connection
 from django.db.models import Sum
 
 from accounts.models import Environment, GatewayToken, Project, ProviderKey
-from dashboard.redis_client import get_redis
 from usage.models import ApiCall, DailyUsage, HourlyUsage
 from usage.pricing import PriceBook
 from usage.records import CallRecord
@@ -33,18 +31,6 @@ from usage.records import CallRecord
 log = logging.getLogger(__name__)
 
 TEN_PLACES = Decimal("1e-10")  # money is stored exact to 1e-10 USD
-MTD_KEY = "km:mtd:{project_id}:{month}"
-# The counter is a cache of DailyUsage: it expires so that an increment lost to a
-# worker killed between commit and INCRBY (or a rebuild racing a flush) heals by
-# itself within this many seconds.
-MTD_TTL_SECONDS = 300
-
-# INCRBY only when the key exists: a missing key is rebuilt from DailyUsage, which
-# already holds the committed rows, so creating it here would undercount.
-_INCR_IF_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
-return nil
-"""
 
 CALL_COLUMNS = (
     "request_id", "created_at", "project_id", "environment_id", "provider_key_id",
@@ -246,7 +232,7 @@ def add_to_rollups(calls: Sequence[PricedCall]) -> None:
         _upsert(DailyUsage, "day", _aggregate(calls, "day"))
 
 
-# Month-to-date spend, for the gateway's hard limit: integer units of 1e-10 USD.
+# Money in Redis counters (the gateway's hard limit): integer units of 1e-10 USD.
 
 
 def to_units(amount: Decimal) -> int:
@@ -255,69 +241,6 @@ def to_units(amount: Decimal) -> int:
 
 def from_units(units: int) -> Decimal:
     return Decimal(units).scaleb(-10)
-
-
-def _month_bounds(day: date) -> tuple[date, date]:
-    first = day.replace(day=1)
-    return first, (first + timedelta(days=32)).replace(day=1)
-
-
-def mtd_key(project_id: int, day: date) -> str:
-    return MTD_KEY.format(project_id=project_id, month=f"{day:%Y-%m}")
-
-
-def spend_by_month(calls: Iterable[PricedCall]) -> dict[tuple[int, date], int]:
-    """(project, first day of month) → units of 1e-10 USD, for the priced calls."""
-    units: dict[tuple[int, date], int] = {}
-    for c in calls:
-        if c.cost:
-            key = (c.record.project_id, c.day.replace(day=1))
-            units[key] = units.get(key, 0) + to_units(c.cost)
-    return units
-
-
-def add_month_to_date(units: dict[tuple[int, date], int]) -> None:
-    """After commit: add the new spend to the counters that exist (best effort)."""
-    if not units:
-        return
-    try:
-        r = get_redis()
-        incr = r.register_script(_INCR_IF_EXISTS)
-        with r.pipeline(transaction=False) as pipe:
-            for (project_id, month), amount in units.items():
-                incr(keys=[mtd_key(project_id, month)], args=[amount], client=pipe)
-            pipe.execute()
-    except redis.RedisError:
-        # The rows are committed; the counter heals when it expires and is rebuilt.
-        log.warning("could not update month-to-date counters", exc_info=True)
-
-
-def month_to_date_spend(project_id: int, now: datetime | None = None) -> Decimal:
-    """This month's spend (TIME_ZONE months) from Redis, rebuilt from DailyUsage if missing."""
-    today = (now or datetime.now(UTC)).astimezone(ZoneInfo(settings.TIME_ZONE)).date()
-    key = mtd_key(project_id, today)
-    try:
-        r = get_redis()
-        cached = r.get(key)
-        if cached is not None:
-            return from_units(int(cached))
-    except redis.RedisError:
-        log.warning("month-to-date counter unavailable; reading the rollups", exc_info=True)
-        return _spend_from_rollups(project_id, today)
-    units = to_units(_spend_from_rollups(project_id, today))
-    try:
-        r.set(key, units, nx=True, ex=MTD_TTL_SECONDS)
-    except redis.RedisError:
-        log.warning("could not store the month-to-date counter", exc_info=True)
-    return from_units(units)
-
-
-def _spend_from_rollups(project_id: int, today: date) -> Decimal:
-    first, next_first = _month_bounds(today)
-    total = DailyUsage.objects.filter(
-        project_id=project_id, day__gte=first, day__lt=next_first
-    ).aggregate(total=Sum("cost_usd"))["total"]
-    return total or Decimal(0)
 
 
 # Spend report (the spend API): DailyUsage only, never the call log.

@@ -1,15 +1,15 @@
-"""Rollup arithmetic across flushes and the month-to-date spend counter in Redis."""
+"""Rollup arithmetic across flushes, and the live spend counter the hard limit reads."""
 
 # ruff: noqa: F811  (the shared fixtures are imported from test_pipeline)
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from dashboard.redis_client import get_redis
 from tests.usage.test_pipeline import _spool_in_tmp, make_record, prices, production  # noqa: F401
-from usage import pipeline, rollups
+from usage import hardlimit, pipeline, rollups
 from usage.models import ApiCall, DailyUsage, HourlyUsage
 
 APRIL = datetime(2026, 4, 15, 12, 0, tzinfo=UTC)
@@ -56,47 +56,49 @@ def test_rollups_equal_the_sum_of_the_call_log(prices, production, alpha):
     )
 
 
-def test_the_month_to_date_counter_equals_the_rollups_and_rebuilds(prices, production):
+def test_the_live_spend_counter_starts_from_the_rollups_and_follows_ingest(prices, production):
     project_id = production.project_id
     now = datetime.now(UTC)
     flush(*[make_record(production, created_at=now.timestamp()) for _ in range(10)])
 
-    assert pipeline.month_to_date_spend(project_id) == Decimal("0.00195")  # built
-    key = rollups.mtd_key(project_id, now.date())
-    assert get_redis().get(key) == b"19500000"  # units of 1e-10 USD
-    assert get_redis().ttl(key) > 0  # a cache of DailyUsage: it heals by expiring
+    # What the gateway builds a missing counter from: the month so far in the rollups.
+    assert hardlimit.spend_units(project_id, now.timestamp()) == 19_500_000  # 1e-10 USD
+    key = hardlimit.live_key(project_id, hardlimit.month_of(now.timestamp()))
+    get_redis().set(key, 19_500_000)
 
-    flush(*[make_record(production, created_at=now.timestamp()) for _ in range(5)])
-    assert get_redis().get(key) == b"29250000"  # INCRBY after the commit
-    assert pipeline.month_to_date_spend(project_id) == Decimal("0.002925")
-
-    get_redis().delete(key)
-    assert pipeline.month_to_date_spend(project_id) == Decimal("0.002925")
+    # Calls that did not pass the gateway are added by the flush once stored.
+    flush(*[make_record(production, created_at=now.timestamp(), source="ingest")
+            for _ in range(5)])  # fmt: skip
     assert get_redis().get(key) == b"29250000"
+    assert hardlimit.spend_units(project_id, now.timestamp()) == 29_250_000
 
 
 def test_a_flush_does_not_create_a_missing_counter_with_a_partial_sum(prices, production):
     now = datetime.now(UTC)
-    flush(make_record(production, created_at=now.timestamp()))
-    key = rollups.mtd_key(production.project_id, now.date())
+    flush(make_record(production, created_at=now.timestamp(), source="ingest"))
+    key = hardlimit.live_key(production.project_id, hardlimit.month_of(now.timestamp()))
     assert get_redis().get(key) is None  # nobody asked yet: nothing to keep up to date
+    assert hardlimit.spend_units(production.project_id, now.timestamp()) == 1_950_000
 
-    assert pipeline.month_to_date_spend(production.project_id) == Decimal("0.000195")
 
-
-def test_the_month_to_date_counter_follows_the_time_zone_months(prices, production, settings):
+def test_the_live_spend_counter_follows_the_time_zone_months(prices, production, settings):
     settings.TIME_ZONE = "Asia/Shanghai"
     # 20:00 UTC on 30 April is already May in Shanghai.
-    flush(make_record(production, created_at=datetime(2026, 4, 30, 20, tzinfo=UTC).timestamp()))
+    call_time = datetime(2026, 4, 30, 20, tzinfo=UTC).timestamp()
     project_id = production.project_id
+    may = hardlimit.live_key(project_id, "2026-05")
+    get_redis().set(may, 0)
+    flush(make_record(production, created_at=call_time, source="ingest"))
 
-    assert pipeline.month_to_date_spend(
-        project_id, now=datetime(2026, 4, 30, 15, tzinfo=UTC)
-    ) == Decimal(0)
-    assert pipeline.month_to_date_spend(
-        project_id, now=datetime(2026, 5, 2, tzinfo=UTC)
-    ) == Decimal("0.000195")
-    assert get_redis().exists(rollups.mtd_key(project_id, date(2026, 5, 1)))
+    assert hardlimit.month_of(call_time) == "2026-05"
+    assert get_redis().get(may) == b"1950000"
+    assert (
+        hardlimit.spend_units(project_id, datetime(2026, 4, 30, 15, tzinfo=UTC).timestamp()) == 0
+    )
+    assert (
+        hardlimit.spend_units(project_id, datetime(2026, 5, 2, tzinfo=UTC).timestamp())
+        == 1_950_000
+    )
 
 
 def test_money_strings_are_exact_with_at_least_cents():
