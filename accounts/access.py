@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from accounts.models import ROLE_RANK, GatewayToken, Project, Role, User
+from accounts.models import ROLE_RANK, GatewayToken, Membership, Project, Role, User
 
 
 def project_for_user(user: User, slug: str, role: str = Role.VIEWER) -> tuple[Project, str]:
@@ -25,6 +27,14 @@ def project_for_user(user: User, slug: str, role: str = Role.VIEWER) -> tuple[Pr
 
 def can(user_role: str | None, role: str) -> bool:
     return user_role is not None and ROLE_RANK[Role(user_role)] >= ROLE_RANK[Role(role)]
+
+
+def roles_by_project(user: User, projects: Iterable[Project]) -> dict[int, str | None]:
+    """The user's role in each project, in one query (staff are admins everywhere)."""
+    if user.is_staff:
+        return {p.pk: Role.ADMIN for p in projects}
+    roles = dict(Membership.objects.filter(user=user).values_list("project_id", "role"))
+    return {p.pk: roles.get(p.pk) for p in projects}
 
 
 def can_revoke_gateway_token(user: User, user_role: str | None, token: GatewayToken) -> bool:

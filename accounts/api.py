@@ -22,7 +22,7 @@ from ninja.errors import HttpError
 from pydantic import AfterValidator, field_validator
 
 from accounts import keys, projects, tokens
-from accounts.access import project_for_user
+from accounts.access import can_revoke_gateway_token, project_for_user, roles_by_project
 from accounts.audit import client_ip
 from accounts.models import Environment, Project, ProviderKey, Role, User
 
@@ -117,7 +117,7 @@ class KeyOut(Schema):
 
     @staticmethod
     def resolve_age_days(key: ProviderKey) -> int:
-        return key.age().days
+        return key.age_days()
 
 
 class KeyIn(Schema):
@@ -239,8 +239,9 @@ def _project_out(project: Project, role: str | None) -> dict:
 def list_projects(request: HttpRequest):
     """The projects the caller belongs to (staff: all), with the caller's role."""
     user = _user(request)
-    visible = Project.visible_to(user).prefetch_related("environments")
-    return [_project_out(p, p.role_of(user)) for p in visible]
+    visible = list(Project.visible_to(user).prefetch_related("environments"))
+    roles = roles_by_project(user, visible)
+    return [_project_out(p, roles[p.pk]) for p in visible]
 
 
 @router.post("/projects", response={201: ProjectOut, **_WRITE_ERRORS})
@@ -373,7 +374,7 @@ def revoke_token(request: HttpRequest, slug: str, id: int):
     token = project.gateway_tokens.select_related("environment").filter(pk=id).first()
     if token is None:
         raise Http404("No such token")
-    if role != Role.ADMIN and token.created_by_id != _user(request).pk:
+    if not can_revoke_gateway_token(_user(request), role, token):
         raise PermissionDenied("Only an admin or the token's creator can revoke it.")
     tokens.revoke_gateway_token(token, by=_user(request), ip=client_ip(request))
     return token

@@ -4,7 +4,6 @@ the address has none). The link's token is stored as SHA-256 only."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import smtplib
@@ -23,6 +22,7 @@ from django.views.decorators.debug import sensitive_variables
 from accounts import audit
 from accounts.models import Invitation, Membership, Project, Role, User
 from accounts.projects import set_member_role
+from accounts.tokens import digest
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,6 @@ INVITATION_DAYS = 7
 TOKEN_PREFIX = "kmi_"
 
 
-def digest_of(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def invite_url(token: str) -> str:
@@ -66,7 +64,7 @@ def create_invitation(
             project=project,
             email=email,
             role=role,
-            digest=digest_of(token),
+            digest=digest(token),
             invited_by=by if by is not None and by.is_authenticated else None,
             created_at=now,
             expires_at=now + timedelta(days=INVITATION_DAYS),
@@ -115,7 +113,7 @@ def pending_invitation(token: str) -> Invitation | None:
         return None
     invitation = (
         Invitation.objects.select_related("project", "invited_by")
-        .filter(digest=digest_of(token))
+        .filter(digest=digest(token))
         .first()
     )
     return invitation if invitation is not None and invitation.is_pending() else None

@@ -166,6 +166,7 @@ def revoke_expired_retiring_keys(now: datetime | None = None) -> int:
     now = now or timezone.now()
     expired = list(
         ProviderKey.objects.filter(status=ProviderKey.Status.RETIRING, retiring_until__lte=now)
+        .select_related("project")
     )
     for key in expired:
         with transaction.atomic():

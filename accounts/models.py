@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -117,8 +117,7 @@ class Project(models.Model):
             return None
         if user.is_staff:
             return Role.ADMIN
-        membership = self.memberships.filter(user=user).only("role").first()
-        return membership.role if membership else None
+        return self.memberships.filter(user=user).values_list("role", flat=True).first()
 
     def admins(self) -> models.QuerySet[User]:
         return User.objects.filter(
@@ -217,9 +216,6 @@ class ProviderKey(models.Model):
     @property
     def masked(self) -> str:
         return f"{self.prefix}…{self.last4}"
-
-    def age(self, now=None) -> timedelta:
-        return (now or timezone.now()) - self.issued_at
 
     def age_days(self, now: datetime | None = None) -> int:
         return age_in_days(self.issued_at, now)

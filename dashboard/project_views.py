@@ -23,9 +23,9 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from accounts import audit, keys, projects, tokens
-from accounts.access import can, can_revoke_gateway_token, project_for_user
+from accounts.access import can, can_revoke_gateway_token, project_for_user, roles_by_project
 from accounts.hygiene import key_hygiene
-from accounts.models import GatewayToken, Membership, Project, ProviderKey, Role, User
+from accounts.models import GatewayToken, Project, ProviderKey, Role, User
 from dashboard import charts
 from dashboard.forms import (
     EnvironmentForm,
@@ -66,8 +66,9 @@ def project_list(request: AuthenticatedHttpRequest) -> HttpResponse:
             "provider_keys", filter=Q(provider_keys__status="active"), distinct=True
         ),
     )
-    roles = dict(Membership.objects.filter(user=request.user).values_list("project_id", "role"))
-    rows = [(p, Role.ADMIN if request.user.is_staff else roles.get(p.pk)) for p in visible]
+    visible = list(visible)
+    roles = roles_by_project(request.user, visible)
+    rows = [(p, roles[p.pk]) for p in visible]
     status = 400 if form.is_bound else 200
     return render(request, "dashboard/projects.html", {"rows": rows, "form": form}, status=status)
 

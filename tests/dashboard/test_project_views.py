@@ -162,7 +162,7 @@ def test_it_stores_base_url_and_issue_date(as_user, alpha, alice):
     assert key.base_url == "https://relay.example.com/v1"
     assert timezone.localdate(key.issued_at).isoformat() == "2024-01-15"
     html = as_user(alice).get("/projects/alpha/").content.decode()
-    assert f"{key.age().days} days" in html
+    assert f"{key.age_days()} days" in html
 
 
 def test_a_bad_secret_gets_a_field_error_and_is_not_echoed(as_user, alpha, alice):
