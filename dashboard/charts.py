@@ -102,8 +102,9 @@ def spend_by_project(projects: Sequence[Project], first: date, last: date) -> di
 
 
 def top_models(
-    project_ids: Sequence[int], first: date, last: date, n: int = 8
+    project_ids: Sequence[int], first: date, last: date, n: int | None = 8
 ) -> list[dict[str, Any]]:
+    """Models by cost over the range (all of them with n=None)."""
     rows = (
         DailyUsage.objects.filter(project__in=project_ids, day__range=(first, last))
         .values("model")
@@ -266,16 +267,6 @@ def spend_by_environment(project: Project, first: date, last: date) -> dict[str,
         Environment.objects.filter(project=project).order_by("name").values_list("id", "name")
     )
     return stacked_series(points, days_between(first, last), envs, "cost")
-
-
-def models_table(project: Project, first: date, last: date) -> list[dict[str, Any]]:
-    rows = (
-        DailyUsage.objects.filter(project=project, day__range=(first, last))
-        .values("model")
-        .annotate(**sums())
-        .order_by("-cost", "-calls", "model")  # type: ignore[misc]
-    )
-    return [{"model": r["model"], **numbers(r)} for r in rows]
 
 
 def _hour_start(now: datetime) -> datetime:

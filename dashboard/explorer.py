@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
@@ -27,9 +27,8 @@ from django.utils.translation import gettext_lazy
 from accounts.models import Environment, GatewayToken, Project, ProviderKey, User
 from dashboard import charts
 from usage.models import ApiCall, DailyUsage
-from usage.rollups import money_str
+from usage.rollups import GROUPS, money_str
 
-GROUPS = {"day": "day", "model": "model", "environment": "environment_id", "key": "key_id"}
 MAX_DAYS = 366
 PAGE_SIZE = 50
 # (field, heading): the table's columns after the group column, and the CSV's.
@@ -196,8 +195,7 @@ def usage_rows(q: Query, scope: Scope) -> list[dict[str, Any]]:
     column = GROUPS[q.group_by]
     usage = DailyUsage.objects.filter(project__in=q.project_ids, day__range=(q.start, q.end))
     usage = _filtered(usage, q, "key_id", "token_id")
-    sums = {f: Sum(f) for f, _h in COLUMNS if f != "cost"} | {"cost": Sum("cost_usd")}
-    grouped = list(usage.values(column).annotate(**sums).order_by(column))
+    grouped = list(usage.values(column).annotate(**charts.sums()).order_by(column))
     if q.group_by != "day":
         grouped.sort(key=lambda g: (-(g["cost"] or 0), -(g["calls"] or 0)))
     label = {
@@ -206,12 +204,7 @@ def usage_rows(q: Query, scope: Scope) -> list[dict[str, Any]]:
         "environment": scope.environment_label,
         "key": scope.key_label,
     }[q.group_by]
-    rows = []
-    for g in grouped:
-        row: dict[str, Any] = {f: int(g[f] or 0) for f, _h in COLUMNS if f != "cost"}
-        row["cost"] = g["cost"] or charts.ZERO
-        rows.append({"group": label(g[column]), **row})
-    return rows
+    return [{"group": label(g[column]), **charts.numbers(g)} for g in grouped]
 
 
 def chart_data(q: Query, rows: list[dict[str, Any]]) -> dict[str, Any]:

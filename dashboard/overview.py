@@ -8,7 +8,7 @@ number of days, models or calls.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -35,6 +35,13 @@ def chosen_days(request: HttpRequest) -> int:
     """?days=30|90; anything else falls back to 30 (a chart range, not an error)."""
     value = request.GET.get("days", "")
     return int(value) if value.isdigit() and int(value) in RANGES else RANGES[0]
+
+
+def chosen_range(request: HttpRequest, now: datetime) -> tuple[int, date, date]:
+    """(days, first day, last day) of the charts: the chosen number of days to today."""
+    days = chosen_days(request)
+    last = charts.today(now)
+    return days, last - timedelta(days=days - 1), last
 
 
 def _delivery(alert: BudgetAlert | HealthAlert) -> str:
@@ -101,10 +108,8 @@ def keys_needing_attention(projects: list[Project]) -> list[dict[str, Any]]:
 def overview(request: AuthenticatedHttpRequest) -> HttpResponse:
     projects = list(Project.visible_to(request.user).order_by("name"))
     ids = [p.pk for p in projects]
-    days = chosen_days(request)
     now = timezone.now()
-    last = charts.today(now)
-    first = last - timedelta(days=days - 1)
+    days, first, last = chosen_range(request, now)
     ctx: dict[str, Any] = {"projects": projects, "days": days, "ranges": RANGES,
                            "site_url": settings.SITE_URL}  # fmt: skip
     if projects and charts.has_usage(ids):

@@ -4,7 +4,6 @@ accounts.access.project_for_user; every change through the accounts services."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -34,7 +33,7 @@ from dashboard.forms import (
     ProviderKeyForm,
     RotateKeyForm,
 )
-from dashboard.overview import RANGES, chosen_days
+from dashboard.overview import RANGES, chosen_range
 
 _STATUS_ORDER: dict[str, int] = {ProviderKey.Status.ACTIVE: 0, ProviderKey.Status.RETIRING: 1}
 
@@ -125,10 +124,8 @@ def _project_page(
 
 def _usage_context(request: HttpRequest, project: Project) -> dict[str, Any]:
     """Charts and tables of the project's spend, models and health, from the rollups."""
-    days = chosen_days(request)
     now = timezone.now()
-    last = charts.today(now)
-    first = last - timedelta(days=days - 1)
+    days, first, last = chosen_range(request, now)
     ctx: dict[str, Any] = {"days": days, "ranges": RANGES, "site_url": settings.SITE_URL}
     if not charts.has_usage([project.pk]):
         return ctx
@@ -140,7 +137,7 @@ def _usage_context(request: HttpRequest, project: Project) -> dict[str, Any]:
         "budgets": [(s, s.chart(), f"gauge-{i}") for i, s in enumerate(statuses)],
         "month": month,
         "env_chart": charts.spend_by_environment(project, first, last),
-        "models": charts.models_table(project, first, last),
+        "models": charts.top_models([project.pk], first, last, n=None),
         "health": charts.health(project, now=now),
     }
 

@@ -179,7 +179,6 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 4
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TIMEZONE = env.str("TIME_ZONE", default="UTC")
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {}
 # Call stream → call log and rollups (usage/pipeline.py). A run still queued when the
 # next is due is dropped (expires) instead of piling up behind a backlog.
@@ -222,6 +221,7 @@ LOCALE_PATHS = [BASE_DIR / "locale"]
 # keymeter wants otherwise (Chinese amounts with thousands separators).
 FORMAT_MODULE_PATH = ["dashboard.formats"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+CELERY_TIMEZONE = TIME_ZONE
 USE_I18N = True
 USE_TZ = True
 

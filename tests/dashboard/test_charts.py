@@ -90,7 +90,8 @@ def test_models_table_sums_calls_tokens_and_cost(alpha):
     add_usage(alpha, TODAY - timedelta(days=1), model="o3-mini", calls=2, input_tokens=20,
               output_tokens=40, cost="0.0008", environment="dev")  # fmt: skip
     add_usage(alpha, TODAY, model="custom", calls=4, cost="0", unpriced_calls=4)
-    rows = {r["model"]: r for r in charts.models_table(alpha, TODAY - timedelta(days=29), TODAY)}
+    first = TODAY - timedelta(days=29)
+    rows = {r["model"]: r for r in charts.top_models([alpha.pk], first, TODAY, n=None)}
     o3 = rows["o3-mini"]
     assert (o3["calls"], o3["errors"], o3["input_tokens"], o3["cached_input_tokens"]) == (
         5, 1, 50, 10
