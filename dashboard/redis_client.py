@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from functools import lru_cache
 
 import redis
+import redis.asyncio
 from django.conf import settings
 
 
@@ -23,24 +25,19 @@ def get_redis() -> redis.Redis:
 _async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def get_async_redis():
-    """A redis.asyncio client for the running event loop (clients can't cross loops)."""
-    import asyncio
-
-    import redis.asyncio as aioredis
-
+def get_async_redis() -> redis.asyncio.Redis:
+    """The redis.asyncio client of the running event loop (a client's connections are
+    bound to the loop that made them), for REDIS_URL."""
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        # A bounded pool that waits for a free connection: the default one raises
-        # past its size, which under a burst would look like "Redis is down".
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL,
-            max_connections=64,
-            timeout=2,
-            socket_timeout=2,
-            socket_connect_timeout=1,
+    clients = _async_clients.setdefault(loop, {})
+    url = settings.REDIS_URL
+    if url not in clients:
+        # Blocking pool: a burst of concurrent calls waits a moment for a connection
+        # (a command takes well under a millisecond) instead of failing as if Redis
+        # were down.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=2, socket_timeout=5, socket_connect_timeout=2,
+            health_check_interval=30,
         )
-        client = aioredis.Redis(connection_pool=pool)
-        _async_clients[loop] = client
-    return client
+        clients[url] = redis.asyncio.Redis(connection_pool=pool)
+    return clients[url]

@@ -211,6 +211,8 @@ else:
         if LOCAL_MODE
         else "django.core.mail.backends.smtp.EmailBackend"
     )
+# Seconds before a hanging mail server counts as down (the alert email is retried).
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=30)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="keymeter <keymeter@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 

@@ -141,8 +141,7 @@ def _deliver(model: type[models.Model], alert_id: int,
         now = timezone.now()
         try:
             if todo:
-                connection = get_connection(timeout=getattr(settings, "EMAIL_TIMEOUT", None)
-                                            or 30)  # fmt: skip
+                connection = get_connection()  # EMAIL_TIMEOUT bounds a hanging server
                 with connection:
                     for address, language in todo:
                         subject, text, html = _render(template, context, language)

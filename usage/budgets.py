@@ -28,6 +28,7 @@ from accounts import audit
 from accounts.models import Environment, Project, User
 from dashboard.redis_client import get_redis
 from usage.budget_fields import (  # noqa: F401  (budget_summary: part of this module's API)
+    CENT,
     budget_summary,
     clean_limit,
     clean_recipients,
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 # The gateway reads a project's hard limit here: integer units of 1e-10 USD, "0" = none.
 FORECAST_MIN_DAYS = 3  # days with data in the period before a forecast is made
 TRAILING_DAYS = 7
-CENT = Decimal("0.01")
 
 
 # Periods: calendar months in settings.TIME_ZONE

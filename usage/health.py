@@ -122,15 +122,22 @@ def check_health(project_ids=None, now: datetime | None = None) -> list[HealthAl
             if alert := _open(project_id, kind, model, _detail(kind, None, model), now):
                 opened.append(alert)
 
-    book: PriceBook | None = None
-    for (project_id, kind, key), episode in is_open.items():
-        if kind != HealthAlert.Kind.UNPRICED_MODEL or (project_id, key) in unpriced:
-            continue
-        book = book or PriceBook.load()
-        recent = ApiCall.objects.filter(project_id=project_id, model=key, cost_usd__isnull=True,
-                                        created_at__gte=now - UNPRICED_QUIET).exists()  # fmt: skip
-        if book.price_for(key, now) is not None or not recent:
-            to_close.append(episode.pk)
+    quiet = {
+        (project_id, key): episode
+        for (project_id, kind, key), episode in is_open.items()
+        if kind == HealthAlert.Kind.UNPRICED_MODEL and (project_id, key) not in unpriced
+    }
+    if quiet:
+        book = PriceBook.load()
+        recent = set(
+            ApiCall.objects.filter(
+                project_id__in={p for p, _ in quiet}, model__in={m for _, m in quiet},
+                cost_usd__isnull=True, created_at__gte=now - UNPRICED_QUIET,
+            ).values_list("project_id", "model").distinct()
+        )  # fmt: skip
+        for (project_id, key), episode in quiet.items():
+            if book.price_for(key, now) is not None or (project_id, key) not in recent:
+                to_close.append(episode.pk)
     if to_close:
         HealthAlert.objects.filter(pk__in=to_close, closed_at__isnull=True).update(closed_at=now)
     return opened

@@ -29,7 +29,7 @@ def mark_last_used(calls: Iterable[PricedCall]) -> None:
     """One UPDATE per key and token in the batch, never moving a time backwards."""
     keys, tokens = latest_use(calls)
     for model, latest in ((ProviderKey, keys), (GatewayToken, tokens)):
-        for pk, when in latest.items():
+        for pk, when in sorted(latest.items()):  # one lock order, like the rollup upserts
             model.objects.filter(
                 Q(last_used_at__isnull=True) | Q(last_used_at__lt=when), pk=pk
             ).update(last_used_at=when)

@@ -88,14 +88,6 @@ class ApiCall(models.Model):
     def __str__(self) -> str:
         return f"{self.request_id} {self.endpoint} {self.model}"
 
-    @property
-    def is_error(self) -> bool:
-        return self.status_code >= 400
-
-    @property
-    def is_unpriced(self) -> bool:
-        return self.cost_usd is None
-
 
 class UsageRollup(models.Model):
     """Sums of ApiCall rows per project, environment, key, token, model and bucket.

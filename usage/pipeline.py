@@ -34,7 +34,7 @@ import redis.asyncio
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 
-from dashboard.redis_client import get_redis
+from dashboard.redis_client import get_async_redis, get_redis
 from usage import hardlimit, lastused, rollups
 from usage.records import CallRecord
 from usage.rollups import PricedCall
@@ -50,7 +50,6 @@ SPOOL_NAME = "calls.spool"
 # nothing; fsync (which waits for the disk, milliseconds) runs at most this often,
 # so only a power cut can lose the last SPOOL_FSYNC_MS of an outage's records.
 SPOOL_FSYNC_MS = 200
-ASYNC_MAX_CONNECTIONS = 64  # per event loop
 REDIS_RETRY_SECONDS = 1.0  # after a failure, spool without trying Redis for this long
 NUMBER_LIMITS = {"status_code": 32_767, "latency_ms": 2**31 - 1, "ttfb_ms": 2**31 - 1}
 RECORD_FIELDS = frozenset(f.name for f in dataclass_fields(CallRecord))
@@ -102,32 +101,13 @@ def enqueue(record: CallRecord) -> None:
     spool(line)
 
 
-_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _async_redis() -> redis.asyncio.Redis:
-    # A redis.asyncio client is bound to the loop that created its connections.
-    loop = asyncio.get_running_loop()
-    clients = _async_clients.setdefault(loop, {})
-    url = settings.REDIS_URL
-    if url not in clients:
-        # Blocking pool: a burst of concurrent calls waits a moment for a connection
-        # (an XADD takes well under a millisecond) instead of failing as if Redis were down.
-        pool = redis.asyncio.BlockingConnectionPool.from_url(
-            url, max_connections=ASYNC_MAX_CONNECTIONS, timeout=2, socket_timeout=5,
-            socket_connect_timeout=2, health_check_interval=30,
-        )  # fmt: skip
-        clients[url] = redis.asyncio.Redis(connection_pool=pool)
-    return clients[url]
-
-
 async def enqueue_async(record: CallRecord) -> None:
     """enqueue() for the gateway's event loop."""
     line = record.to_json()
     url = settings.REDIS_URL
     if not _redis_is_resting(url):
         try:
-            await _async_redis().xadd(STREAM, {"r": line})
+            await get_async_redis().xadd(STREAM, {"r": line})
             if _redis_down_until:
                 _came_back(url)
             return
@@ -158,7 +138,7 @@ async def enqueue_many_async(records: list[CallRecord]) -> None:
         try:
             # One command for the whole batch: redis-py's per-command packing costs more
             # CPU than the XADDs themselves.
-            client = _async_redis()
+            client = get_async_redis()
             try:
                 await client.evalsha(await _xadd_many_sha(client), 1, STREAM, *lines)
             except redis.exceptions.NoScriptError:  # Redis restarted: load it again
