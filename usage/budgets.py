@@ -258,12 +258,13 @@ def set_budget(
     hard_limit: bool = False,
     extra_recipients: Any = (),
     notify_admins: bool = True,
-    webhook_url: str = "",
+    webhook_url: str | None = "",
     by: User | None = None,
     ip: str | None = None,
 ) -> Budget:
     """Create or update the budget of a project (or one environment), audit it, publish
-    the hard limit for the gateway and evaluate it at once (a lowered limit alerts now)."""
+    the hard limit for the gateway and evaluate it at once (a lowered limit alerts now).
+    webhook_url=None keeps the webhook the budget has (the UI never shows it)."""
     if environment is not None and environment.project_id != project.pk:
         raise ValidationError("That environment belongs to another project.")
     if hard_limit and environment is not None:
@@ -276,8 +277,9 @@ def set_budget(
         "hard_limit": bool(hard_limit),
         "extra_recipients": clean_recipients(list(extra_recipients or [])),
         "notify_admins": bool(notify_admins),
-        "webhook_url": clean_webhook_url(webhook_url),
     }
+    if webhook_url is not None:
+        values["webhook_url"] = clean_webhook_url(webhook_url)
     with transaction.atomic():
         budget = (
             Budget.objects.select_for_update().filter(project=project, environment=environment)

@@ -94,7 +94,6 @@ def budget(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
         data = form.cleaned_data
         try:
             environment = budgets.environment_named(project, data["environment"])
-            current = Budget.objects.filter(project=project, environment=environment).first()
             saved = budgets.set_budget(
                 project,
                 environment=environment,
@@ -103,8 +102,7 @@ def budget(request: AuthenticatedHttpRequest, slug: str) -> HttpResponse:
                 hard_limit=data["hard_limit"],
                 extra_recipients=data["recipients"],
                 notify_admins=data["notify_admins"],
-                # The webhook is set through the API and never shown: keep it as it is.
-                webhook_url=current.webhook_url if current else "",
+                webhook_url=None,  # set through the API and never shown: keep it
                 by=request.user,
                 ip=audit.client_ip(request),
             )
