@@ -11,15 +11,14 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
 from django.db import transaction
-from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.views.decorators.debug import sensitive_variables
 
 from accounts import audit
+from accounts.mail import render_email
 from accounts.models import Invitation, Membership, Project, Role, User
 from accounts.projects import set_member_role
 from accounts.tokens import digest
@@ -91,13 +90,9 @@ def send_invitation(invitation: Invitation, token: str) -> bool:
         "url": invite_url(token),
         "days": INVITATION_DAYS,
     }
-    subject = render_to_string("accounts/email/invitation_subject.txt", ctx).strip()
-    message = EmailMultiAlternatives(
-        subject,
-        render_to_string("accounts/email/invitation.txt", ctx),
-        to=[invitation.email],
-    )
-    message.attach_alternative(render_to_string("accounts/email/invitation.html", ctx), "text/html")
+    # Sent during the inviting admin's request: in the language of that page.
+    message = render_email("accounts/email/invitation", ctx, to=invitation.email,
+                           language=translation.get_language() or settings.LANGUAGE_CODE)
     try:
         message.send()
     except (smtplib.SMTPException, OSError) as exc:

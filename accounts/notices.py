@@ -16,10 +16,11 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
-from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 
+from accounts.language import language_for
+from accounts.mail import render_email
 from accounts.models import GatewayToken, KeyStageNotice, Project, ProviderKey, User
 
 logger = logging.getLogger(__name__)
@@ -111,16 +112,8 @@ def _context(notice: KeyStageNotice, user: User) -> dict:
 
 def render_notice(notice: KeyStageNotice, user: User) -> EmailMultiAlternatives:
     """The email for one recipient, in their language (else the site's default)."""
-    with translation.override(user.language or settings.LANGUAGE_CODE):
-        context = _context(notice, user)
-        subject = render_to_string("accounts/email/key_notice_subject.txt", context)
-        text = render_to_string("accounts/email/key_notice.txt", context)
-        html = render_to_string("accounts/email/key_notice.html", context)
-    message = EmailMultiAlternatives(
-        " ".join(subject.split()), text, settings.DEFAULT_FROM_EMAIL, [user.email]
-    )
-    message.attach_alternative(html, "text/html")
-    return message
+    return render_email("accounts/email/key_notice", _context(notice, user),
+                        language=language_for(user, settings.LANGUAGE_CODE), to=user.email)
 
 
 def deliver_notice(notice_id: int) -> list[str]:

@@ -21,11 +21,12 @@ from typing import Any
 import httpx
 from celery import shared_task
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import get_connection
 from django.db import models, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
+from accounts.mail import render_email
 from accounts.models import Project
 from usage import budgets
 from usage.models import BudgetAlert, HealthAlert
@@ -77,15 +78,6 @@ def recipients_for(project: Project, extra: list[str], admins: bool = True) -> l
 
 def project_url(project: Project) -> str:
     return f"{settings.SITE_URL}/projects/{project.slug}/"
-
-
-def _render(template: str, context: dict[str, Any], language: str) -> tuple[str, str, str]:
-    context = {**context, "LANGUAGE_CODE": language}
-    with translation.override(language):
-        subject = " ".join(render_to_string(f"{template}_subject.txt", context).split())
-        text = render_to_string(f"{template}.txt", context)
-        html = render_to_string(f"{template}.html", context)
-    return subject, text, html
 
 
 def budget_context(alert: BudgetAlert) -> dict[str, Any]:
@@ -144,11 +136,8 @@ def _deliver(model: type[models.Model], alert_id: int,
                 connection = get_connection()  # EMAIL_TIMEOUT bounds a hanging server
                 with connection:
                     for address, language in todo:
-                        subject, text, html = _render(template, context, language)
-                        message = EmailMultiAlternatives(subject, text, to=[address],
-                                                         connection=connection)  # fmt: skip
-                        message.attach_alternative(html, "text/html")
-                        message.send()
+                        render_email(template, context, language=language, to=address,
+                                     connection=connection).send()
                         alert.delivered_to = [*alert.delivered_to, address]
                         sent += 1
         except RETRYABLE as exc:
