@@ -448,10 +448,11 @@ class Call:
 
 
 async def _quietly(awaitable) -> None:
+    """Bookkeeping after the answer has gone out: a Redis hiccup only costs a warning."""
     try:
         await awaitable
     except Exception as exc:
-        log.warning("rate limit bookkeeping skipped: %s", type(exc).__name__)
+        log.warning("%s skipped: %s", awaitable.__qualname__, type(exc).__name__)
 
 
 def _loads(data: bytes) -> Any:
